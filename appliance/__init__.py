@@ -1,0 +1,1 @@
+"""pybuildkit.appliance."""

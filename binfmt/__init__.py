@@ -1,0 +1,1 @@
+"""pybuildkit.binfmt."""

@@ -1,0 +1,1 @@
+"""LLB, the build graph, cache keys and the concurrent scheduler. Imports nothing else of ours."""

@@ -1,0 +1,1 @@
+"""LLB: BuildKit's build graph as protobuf, and a Python builder API for it."""
