@@ -1,0 +1,152 @@
+"""The builder's configuration, in buildkitd.toml's format (BUILDKIT-FACTS §10).
+
+Read once at start-up into frozen dataclasses and passed down; nothing below the appliance
+reads configuration files itself.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pybuildkit.solver.errors import ConfigError
+
+KNOWN_ENTITLEMENTS = ("network.host", "security.insecure", "device")
+SNAPSHOTTERS = ("auto", "overlayfs", "fuse-overlayfs", "native")
+DEFAULT_CONFIG = Path("/etc/pybuildkit/pybuildkitd.toml")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    mirrors: tuple[str, ...] = ()
+    http: bool = False
+    insecure: bool = False
+    ca: tuple[str, ...] = ()
+    keypairs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class OCIWorkerConfig:
+    enabled: bool = True
+    binary: str | None = None
+    snapshotter: str = "auto"
+    max_parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
+    rootless: bool | None = None
+    no_process_sandbox: bool = False
+    platforms: tuple[str, ...] = ()
+    gc: bool = True
+
+
+@dataclass(frozen=True)
+class GRPCConfig:
+    addresses: tuple[str, ...] = ()
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    insecure_entitlements: tuple[str, ...] = ()
+    registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
+    worker: OCIWorkerConfig = field(default_factory=OCIWorkerConfig)
+    grpc: GRPCConfig = field(default_factory=GRPCConfig)
+    debug: bool = False
+    source: Path | None = None
+
+
+def default_root() -> Path:
+    if os.geteuid() == 0 and not _in_userns():
+        return Path("/var/lib/pybuildkit")
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "pybuildkit"
+
+
+def _in_userns() -> bool:
+    try:
+        parts = Path("/proc/self/uid_map").read_text().split()
+    except OSError:
+        return False
+    return len(parts) >= 3 and parts[1] != "0"
+
+
+def load_config(path: Path | None, *, root: Path | None = None) -> Config:
+    """Load `path` (or the default file when it exists); `root` overrides the file's root."""
+    data: dict[str, Any] = {}
+    source = path
+    if path is None and DEFAULT_CONFIG.exists():
+        source = DEFAULT_CONFIG
+    if source is not None:
+        try:
+            data = tomllib.loads(source.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {source} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    return parse_config(data, source=source, root=root)
+
+
+def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: Path | None = None) -> Config:
+    where = str(source) if source else "configuration"
+
+    def expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(f"{where}: {key} must be a {names}, not {type(value).__name__}")
+        return value
+
+    entitlements = tuple(expect(data.get("insecure-entitlements", []), list, "insecure-entitlements"))
+    for ent in entitlements:
+        if ent not in KNOWN_ENTITLEMENTS:
+            raise ConfigError(f"{where}: insecure-entitlements: unknown entitlement {ent!r}",
+                              hint="known: " + ", ".join(KNOWN_ENTITLEMENTS))
+    registries: dict[str, RegistryConfig] = {}
+    for host, reg in expect(data.get("registry", {}), dict, "registry").items():
+        expect(reg, dict, f"registry.{host!r}")
+        keypairs = tuple((kp.get("key", ""), kp.get("cert", "")) for kp in reg.get("keypair", []))
+        registries[host] = RegistryConfig(
+            mirrors=tuple(expect(reg.get("mirrors", []), list, f'registry."{host}".mirrors')),
+            http=bool(expect(reg.get("http", False), bool, f'registry."{host}".http')),
+            insecure=bool(expect(reg.get("insecure", False), bool, f'registry."{host}".insecure')),
+            ca=tuple(expect(reg.get("ca", []), list, f'registry."{host}".ca')),
+            keypairs=keypairs,
+        )
+    oci = expect(data.get("worker", {}), dict, "worker").get("oci", {})
+    expect(oci, dict, "worker.oci")
+    snapshotter = expect(oci.get("snapshotter", "auto"), str, "worker.oci.snapshotter")
+    if snapshotter not in SNAPSHOTTERS:
+        raise ConfigError(f"{where}: worker.oci.snapshotter: unknown snapshotter {snapshotter!r}",
+                          hint="use one of " + ", ".join(SNAPSHOTTERS))
+    parallelism = oci.get("max-parallelism", os.cpu_count() or 2)
+    expect(parallelism, int, "worker.oci.max-parallelism")
+    if parallelism < 1:
+        raise ConfigError(f"{where}: worker.oci.max-parallelism must be at least 1")
+    worker = OCIWorkerConfig(
+        enabled=bool(oci.get("enabled", True)),
+        binary=oci.get("binary") or None,
+        snapshotter=snapshotter,
+        max_parallelism=parallelism,
+        rootless=oci.get("rootless"),
+        no_process_sandbox=bool(oci.get("noProcessSandbox", False)),
+        platforms=tuple(oci.get("platforms", [])),
+        gc=bool(oci.get("gc", True)),
+    )
+    grpc = expect(data.get("grpc", {}), dict, "grpc")
+    addresses = grpc.get("address", [])
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    config_root = data.get("root")
+    if config_root is not None:
+        expect(config_root, str, "root")
+    return Config(
+        root=root or (Path(config_root) if config_root else default_root()),
+        insecure_entitlements=entitlements,
+        registries=registries,
+        worker=worker,
+        grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid")),
+        debug=bool(data.get("debug", False)),
+        source=source,
+    )

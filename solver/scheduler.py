@@ -1,0 +1,233 @@
+"""The concurrent solver: cache keys, cache lookups and execution of a vertex graph.
+
+Each vertex's key combines its op's cache map with its inputs' keys (or, for inputs that are
+only read, a checksum of the content actually read), as BuildKit's solver does. Vertices whose
+keys are equal run once, even across concurrent solves sharing one Solver.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pybuildkit.solver.cachestore import CacheStore
+from pybuildkit.solver.definition import Graph, Vertex
+from pybuildkit.solver.errors import BuildError, SolveError
+from pybuildkit.solver.progress import ProgressWriter, VertexEvent, now_ns
+
+
+@dataclass(frozen=True)
+class Dep:
+    """How an input contributes to the key: by its own key, or by a checksum of what is read."""
+
+    selectors: tuple[str, ...] = ()
+    content: bool = False
+    wildcard: bool = False
+    follow_links: bool = True
+
+
+@dataclass(frozen=True)
+class CacheMap:
+    digest: str
+    deps: tuple[Dep, ...] = ()
+
+
+class Result(Protocol):
+    id: str
+
+
+class Job:
+    """What one solve carries down to ops: its progress and the client's providers."""
+
+    def __init__(self, progress: ProgressWriter, *, providers: Any = None,
+                 entitlements: Sequence[str] = (), session_id: str = "") -> None:
+        self.progress = progress
+        self.providers = providers
+        self.entitlements = set(entitlements)
+        self.session_id = session_id
+
+
+class OpContext:
+    """Per-vertex context handed to an op: where to log, which job it serves."""
+
+    def __init__(self, job: Job, vertex: Vertex) -> None:
+        self.job = job
+        self.vertex = vertex
+
+    def log(self, stream: int, data: bytes) -> None:
+        self.job.progress.log(self.vertex.digest, stream, data)
+
+
+class OpImpl(Protocol):
+    async def cache_map(self, ctx: OpContext, inputs: Sequence[Result | None]) -> CacheMap: ...
+
+    async def execute(self, ctx: OpContext, inputs: Sequence[Result | None]) -> list[Result]: ...
+
+
+class Worker(Protocol):
+    def op_for(self, vertex: Vertex) -> OpImpl: ...
+
+    async def content_checksum(self, result: Result | None, dep: Dep) -> str: ...
+
+    def load_result(self, result_id: str) -> Result | None: ...
+
+
+def _digest(*parts: object) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+
+
+def output_key(base_key: str, index: int) -> str:
+    return _digest("output", base_key, index)
+
+
+@dataclass
+class _Outcome:
+    base_key: str
+    results: list[Result]
+    cached: bool
+
+
+@dataclass
+class _Shared:
+    task: asyncio.Task[_Outcome]
+    waiters: int = 0
+
+
+@dataclass
+class SolveResult:
+    result: Result | None
+    cached_vertices: set[str] = field(default_factory=set)
+    executed_vertices: set[str] = field(default_factory=set)
+
+
+class Solver:
+    def __init__(self, worker: Worker, cache: CacheStore, *, max_parallelism: int = 4) -> None:
+        self.worker = worker
+        self.cache = cache
+        self._limit = asyncio.Semaphore(max(1, max_parallelism))
+        self._inflight: dict[str, _Shared] = {}
+
+    async def solve(self, graph: Graph, job: Job) -> SolveResult:
+        outcome = SolveResult(None)
+        if graph.result is None:
+            return outcome
+        tasks: dict[str, asyncio.Task[_Outcome]] = {}
+
+        def schedule(vertex: Vertex) -> asyncio.Task[_Outcome]:
+            task = tasks.get(vertex.digest)
+            if task is None:
+                task = asyncio.ensure_future(self._vertex(vertex, job, schedule, outcome))
+                tasks[vertex.digest] = task
+            return task
+
+        vertex, index = graph.result
+        try:
+            done = await schedule(vertex)
+        except BaseException:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            raise
+        if index >= len(done.results):
+            raise SolveError(f"invalid output index {index} for {vertex.digest}", vertex=vertex.digest)
+        outcome.result = done.results[index]
+        return outcome
+
+    async def _vertex(self, vertex: Vertex, job: Job, schedule, outcome: SolveResult) -> _Outcome:
+        input_outcomes = await asyncio.gather(*(schedule(v) for v, _ in vertex.inputs))
+        inputs: list[Result | None] = []
+        for (child, index), child_outcome in zip(vertex.inputs, input_outcomes):
+            if index >= len(child_outcome.results):
+                raise SolveError(f"invalid output index {index} of {child.digest}", vertex=vertex.digest)
+            inputs.append(child_outcome.results[index])
+        impl = self.worker.op_for(vertex)
+        ctx = OpContext(job, vertex)
+        event = VertexEvent(vertex.digest, vertex.name, [v.digest for v, _ in vertex.inputs], started=now_ns())
+        if vertex.metadata.HasField("progress_group"):
+            pg = vertex.metadata.progress_group
+            event.progress_group = (pg.id, pg.name, pg.weak)
+        job.progress.vertex(event)
+        try:
+            cache_map = await impl.cache_map(ctx, inputs)
+            input_keys = []
+            for position, ((child, index), child_outcome) in enumerate(zip(vertex.inputs, input_outcomes)):
+                dep = cache_map.deps[position] if position < len(cache_map.deps) else Dep()
+                if dep.content:
+                    key = await self.worker.content_checksum(inputs[position], dep)
+                else:
+                    key = output_key(child_outcome.base_key, index)
+                input_keys.append([key, list(dep.selectors)])
+            base_key = _digest("vertex", cache_map.digest, input_keys)
+            shared = self._inflight.get(base_key)
+            if shared is None:
+                shared = _Shared(asyncio.ensure_future(
+                    self._compute(vertex, impl, ctx, inputs, base_key)))
+                self._inflight[base_key] = shared
+                shared.task.add_done_callback(lambda _t, k=base_key: self._inflight.pop(k, None))
+            shared.waiters += 1
+            try:
+                result = await asyncio.shield(shared.task)
+            except asyncio.CancelledError:
+                shared.waiters -= 1
+                if shared.waiters == 0:
+                    shared.task.cancel()
+                raise
+            shared.waiters -= 1
+        except asyncio.CancelledError:
+            event.completed = now_ns()
+            event.error = "context canceled"
+            job.progress.vertex(event)
+            raise
+        except BuildError as exc:
+            event.completed = now_ns()
+            event.error = str(exc)
+            job.progress.vertex(event)
+            if isinstance(exc, SolveError):
+                raise
+            raise SolveError(str(exc), vertex=vertex.digest, hint=exc.hint) from exc
+        except Exception as exc:  # an op bug must still fail only this build, with a message
+            event.completed = now_ns()
+            event.error = f"{type(exc).__name__}: {exc}"
+            job.progress.vertex(event)
+            raise SolveError(f"internal error in {vertex.kind} op: {type(exc).__name__}: {exc}",
+                             vertex=vertex.digest) from exc
+        event.completed = now_ns()
+        event.cached = result.cached
+        job.progress.vertex(event)
+        (outcome.cached_vertices if result.cached else outcome.executed_vertices).add(vertex.digest)
+        return result
+
+    async def _compute(self, vertex: Vertex, impl: OpImpl, ctx: OpContext,
+                       inputs: list[Result | None], base_key: str) -> _Outcome:
+        if not vertex.ignore_cache:
+            cached = self._lookup(base_key, vertex)
+            if cached is not None:
+                return _Outcome(base_key, cached, True)
+        async with self._limit:
+            results = await impl.execute(ctx, inputs)
+        for index, result in enumerate(results):
+            if result is not None:
+                self.cache.save(output_key(base_key, index), result.id, vertex.digest)
+        return _Outcome(base_key, results, False)
+
+    def _lookup(self, base_key: str, vertex: Vertex) -> list[Result] | None:
+        count = output_count(vertex)
+        results: list[Result] = []
+        for index in range(count):
+            result_id = self.cache.lookup(output_key(base_key, index))
+            if result_id is None:
+                return None
+            result = self.worker.load_result(result_id)
+            if result is None:
+                return None
+            results.append(result)
+        return results
+
+
+def output_count(vertex: Vertex) -> int:
+    if vertex.kind == "exec":
+        return max(1, sum(1 for m in vertex.op.exec.mounts if m.output >= 0))
+    return 1

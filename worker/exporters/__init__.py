@@ -1,0 +1,1 @@
+"""Exporters: turn solve results into outputs (local dirs, tars, images)."""

@@ -1,0 +1,1 @@
+"""Op implementations: what each LLB op does on the worker."""

@@ -1,0 +1,62 @@
+"""local:// sources: the client's directory, synced incrementally and keyed by its content."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pybuildkit.solver.errors import BuildError
+from pybuildkit.solver.pb import ops_pb2 as pb
+from pybuildkit.solver.scheduler import CacheMap, OpContext
+from pybuildkit.worker.providers import LocalSyncRequest
+from pybuildkit.worker.snapshot.store import Snapshot
+
+if TYPE_CHECKING:
+    from pybuildkit.worker.worker import Worker
+
+
+def _patterns(attrs, key: str) -> tuple[str, ...]:
+    raw = attrs.get(key)
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"invalid {key} attribute: {exc}") from exc
+    return tuple(value or ())
+
+
+class LocalSource:
+    def __init__(self, worker: "Worker", op: pb.Op) -> None:
+        self.worker = worker
+        self.name = op.source.identifier.removeprefix("local://")
+        attrs = op.source.attrs
+        self.request = LocalSyncRequest(
+            self.name, _patterns(attrs, "local.includepattern"), _patterns(attrs, "local.excludepatterns"),
+            _patterns(attrs, "local.followpaths"))
+        self.shared_key = "|".join([self.name, attrs.get("local.sharedkeyhint", ""),
+                                    attrs.get("local.session", "")])
+        self.checksum = ""
+
+    async def cache_map(self, ctx: OpContext, inputs: Sequence[object]) -> CacheMap:
+        providers = ctx.job.providers
+        if providers is None or providers.locals is None:
+            raise BuildError(f"local source {self.name!r} needs a client session with local directories")
+        mirror = self.worker.local_mirror(self.shared_key, self.request)
+        async with self.worker.local_lock(mirror):
+            await asyncio.to_thread(providers.locals.sync, self.request, mirror)
+            self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
+        digest = "sha256:" + hashlib.sha256(
+            json.dumps(["local", self.checksum, self.request.include_patterns,
+                        self.request.exclude_patterns, self.request.follow_paths]).encode()).hexdigest()
+        return CacheMap(digest)
+
+    async def execute(self, ctx: OpContext, inputs: Sequence[object]) -> list[Snapshot]:
+        mirror = self.worker.local_mirror(self.shared_key, self.request)
+        async with self.worker.local_lock(mirror):
+            snap = await asyncio.to_thread(
+                self.worker.snapshots.import_directory, mirror, None,
+                description=f"local source for {self.name}", record_type="source.local")
+        return [snap]

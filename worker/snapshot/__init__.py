@@ -1,0 +1,1 @@
+"""Snapshots: immutable layer stacks, mounted with overlayfs, fuse-overlayfs or copied natively."""

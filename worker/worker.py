@@ -1,0 +1,214 @@
+"""The OCI worker: owns the stores on disk, the executor and the registry client, and maps each
+LLB op to its implementation. The solver sees it only through `op_for`, `content_checksum` and
+`load_result`."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pybuildkit.solver.cachestore import CacheStore
+from pybuildkit.solver.definition import Vertex
+from pybuildkit.solver.errors import BuildError
+from pybuildkit.solver.platforms import Platform, host_platform
+from pybuildkit.solver.scheduler import Dep, Job, OpContext
+from pybuildkit.worker.providers import LocalSyncRequest
+from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    root: Path
+    snapshotter: str = "auto"
+    binary: str | None = None
+    max_parallelism: int = field(default_factory=lambda: os.cpu_count() or 2)
+    insecure_entitlements: tuple[str, ...] = ()
+    registries: Mapping[str, object] = field(default_factory=dict)  # host -> RegistryHostConfig
+    platform: Platform = field(default_factory=host_platform)
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> None:
+        from pybuildkit.worker.content.store import ContentStore
+        from pybuildkit.worker.contenthash import ChecksumCache
+        from pybuildkit.worker.executor import Executor
+        from pybuildkit.worker.cachemounts import CacheMounts
+
+        self.config = config
+        self.log = log or (lambda _m: None)
+        root = config.root
+        root.mkdir(parents=True, exist_ok=True)
+        self.platform = config.platform
+        self.run_dir = root / "run"
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(mode=0o700)
+        self.content = ContentStore(root / "content")
+        self.snapshots = SnapshotStore(root / "snapshots", driver=config.snapshotter, log=self.log)
+        self.cache = CacheStore(root / "cache.db")
+        self.cache_mounts = CacheMounts(root / "cachemounts")
+        self.executor = Executor(root / "executor", binary=config.binary, log=self.log)
+        self.checksums = ChecksumCache()
+        self._local_locks: dict[Path, asyncio.Lock] = {}
+        self._registry = None
+        self._resolved: dict[tuple[str, str], object] = {}
+        self._unpack_locks: dict[str, asyncio.Lock] = {}
+
+    # -- start-up and consistency ------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Bring the stores back to a consistent state after a crash."""
+        notes = self.snapshots.check()
+        report = self.content.check(repair=True)
+        notes.extend(getattr(report, "notes", []) or [])
+        dropped = self.cache.drop_dangling(self.snapshots.exists)
+        if dropped:
+            notes.append(f"dropped {dropped} cache records without a snapshot")
+        return notes
+
+    def close(self) -> None:
+        self.snapshots.close()
+        self.cache.close()
+
+    async def aclose(self) -> None:
+        if self._registry is not None:
+            await self._registry.aclose()
+        self.close()
+
+    # -- the solver's protocol -----------------------------------------------------------------
+
+    def op_for(self, vertex: Vertex):
+        from pybuildkit.worker.ops.exec_op import ExecOp
+        from pybuildkit.worker.ops.file_op import FileOp
+        from pybuildkit.worker.ops.merge_diff import DiffOp, MergeOp
+        from pybuildkit.worker.ops.source_image import ImageSource
+        from pybuildkit.worker.ops.source_local import LocalSource
+        from pybuildkit.worker.ops.source_remote import GitSource, HTTPSource
+
+        op = vertex.op
+        kind = vertex.kind
+        if kind == "exec":
+            return ExecOp(self, op)
+        if kind == "file":
+            return FileOp(self, op)
+        if kind == "merge":
+            return MergeOp(self, op)
+        if kind == "diff":
+            return DiffOp(self, op)
+        if kind == "source":
+            identifier = op.source.identifier
+            scheme = identifier.split("://", 1)[0]
+            if scheme == "docker-image":
+                return ImageSource(self, op)
+            if scheme == "local":
+                return LocalSource(self, op)
+            if scheme == "git":
+                return GitSource(self, op)
+            if scheme in ("http", "https"):
+                return HTTPSource(self, op)
+            raise BuildError(f"unsupported source {identifier!r}",
+                             hint="supported: docker-image://, local://, git://, http(s)://")
+        raise BuildError(f"unsupported op type {kind!r}")
+
+    async def content_checksum(self, result: Snapshot | None, dep: Dep) -> str:
+        def compute() -> str:
+            with self.snapshots.view(result) as view:
+                parts = []
+                for selector in dep.selectors or ("/",):
+                    parts.append(self.checksums.checksum(view, selector, wildcard=dep.wildcard,
+                                                         follow_links=dep.follow_links))
+                return "sha256:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+        return await asyncio.to_thread(compute)
+
+    def load_result(self, result_id: str) -> Snapshot | None:
+        return self.snapshots.get(result_id)
+
+    def allowed_entitlements(self, requested: Iterable[str]) -> set[str]:
+        return set(requested) & set(self.config.insecure_entitlements)
+
+    # -- images --------------------------------------------------------------------------------
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from pybuildkit.worker.registry.auth import DockerConfigCredentials
+            from pybuildkit.worker.registry.client import RegistryClient
+            from pybuildkit.worker.registry.hosts import RegistryHosts
+
+            self._registry = RegistryClient(RegistryHosts(dict(self.config.registries)),
+                                            DockerConfigCredentials(), self.content)
+        return self._registry
+
+    async def resolve_image(self, ref: str, platform: Platform, job: Job | None = None):
+        from pybuildkit.worker.registry.reference import parse_reference
+
+        key = (ref, str(platform))
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        resolved = await self.registry.resolve(parse_reference(ref), platform)
+        self._resolved[key] = resolved
+        return resolved
+
+    async def unpack_image(self, resolved, ctx: OpContext | None) -> Snapshot:
+        from pybuildkit.worker.ops.source_image import chain_ids, fetch_layers
+
+        diff_ids = resolved.config.get("rootfs", {}).get("diff_ids", [])
+        chain = chain_ids(diff_ids)
+        if len(chain) != len(resolved.layers):
+            raise BuildError(f"image {resolved.ref}: {len(resolved.layers)} layers but "
+                             f"{len(diff_ids)} diff_ids in its config")
+        top = chain[-1] if chain else "scratch"
+        lock = self._unpack_locks.setdefault(top, asyncio.Lock())
+        async with lock:
+            found = self._layer_snapshot(top)
+            if found is not None:
+                return found
+            await fetch_layers(self, resolved, ctx)
+            parent: Snapshot | None = None
+            for chain_id, desc in zip(chain, resolved.layers):
+                existing = self._layer_snapshot(chain_id)
+                if existing is not None:
+                    parent = existing
+                    continue
+                parent = await asyncio.to_thread(self._apply_layer, parent, desc, chain_id)
+            if parent is None:
+                parent = self.snapshots.create((), description=f"image {resolved.ref} (empty)")
+            return parent
+
+    def _layer_snapshot(self, chain_id: str) -> Snapshot | None:
+        snap_id = self.cache.lookup("layerchain:" + chain_id)
+        return self.snapshots.get(snap_id) if snap_id else None
+
+    def _apply_layer(self, parent: Snapshot | None, desc, chain_id: str) -> Snapshot:
+        from pybuildkit.worker.compression import decompress_reader
+        from pybuildkit.worker.layer.unpack import apply_layer
+
+        layer = self.snapshots.new_layer(parent)
+        try:
+            with self.content.open(desc.digest) as blob:
+                stream = decompress_reader(blob, desc.media_type)
+                mode = "overlay" if self.snapshots.driver != Driver.NATIVE else "delete"
+                apply_layer(stream, layer.path, whiteout_mode=mode)
+        except BaseException:
+            layer.discard()
+            raise
+        snap = layer.commit(description=f"image layer {desc.digest}", record_type="regular")
+        self.cache.save("layerchain:" + chain_id, snap.id, desc.digest)
+        self.cache.save("layerblob:" + snap.layers[-1], desc.digest, chain_id)
+        return snap
+
+    # -- local sources -------------------------------------------------------------------------
+
+    def local_mirror(self, shared_key: str, request: LocalSyncRequest) -> Path:
+        digest = hashlib.sha256(repr((shared_key, request)).encode()).hexdigest()[:24]
+        path = self.config.root / "local" / digest
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def local_lock(self, path: Path) -> asyncio.Lock:
+        return self._local_locks.setdefault(path, asyncio.Lock())
