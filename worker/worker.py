@@ -170,12 +170,12 @@ class Worker:
                 return found
             await fetch_layers(self, resolved, ctx)
             parent: Snapshot | None = None
-            for chain_id, desc in zip(chain, resolved.layers):
+            for chain_id, diff_id, desc in zip(chain, diff_ids, resolved.layers):
                 existing = self._layer_snapshot(chain_id)
                 if existing is not None:
                     parent = existing
                     continue
-                parent = await asyncio.to_thread(self._apply_layer, parent, desc, chain_id)
+                parent = await asyncio.to_thread(self._apply_layer, parent, desc, chain_id, diff_id)
             if parent is None:
                 parent = self.snapshots.create((), description=f"image {resolved.ref} (empty)")
             return parent
@@ -184,7 +184,7 @@ class Worker:
         snap_id = self.cache.lookup("layerchain:" + chain_id)
         return self.snapshots.get(snap_id) if snap_id else None
 
-    def _apply_layer(self, parent: Snapshot | None, desc, chain_id: str) -> Snapshot:
+    def _apply_layer(self, parent: Snapshot | None, desc, chain_id: str, diff_id: str) -> Snapshot:
         from pybuildkit.worker.compression import decompress_reader
         from pybuildkit.worker.layer.unpack import apply_layer
 
@@ -198,8 +198,11 @@ class Worker:
             layer.discard()
             raise
         snap = layer.commit(description=f"image layer {desc.digest}", record_type="regular")
-        self.cache.save("layerchain:" + chain_id, snap.id, desc.digest)
+        from pybuildkit.worker.exporters.layers import LayerExporter
+
         self.cache.save("layerblob:" + snap.layers[-1], desc.digest, chain_id)
+        LayerExporter(self).register_pulled(snap.layers[-1], desc, diff_id)
+        self.cache.save("layerchain:" + chain_id, snap.id, desc.digest)
         return snap
 
     # -- local sources -------------------------------------------------------------------------
