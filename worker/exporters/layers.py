@@ -123,11 +123,23 @@ class LayerExporter:
         if snapshot is None:
             return []
         out = []
-        for layer_id in snapshot.layers:
+        for layer_id in self.layer_chain(snapshot):
             blob = self.blob_for(layer_id, compression=compression, level=level, force=force, epoch=epoch)
             if blob is not None:
                 out.append(blob)
         return out
+
+    def layer_chain(self, snapshot: Snapshot) -> list[str]:
+        """Bottom-first layer ids; native snapshots keep only their top, so walk the parents."""
+        store = self.worker.snapshots
+        if store.driver != Driver.NATIVE:
+            return list(snapshot.layers)
+        chain: list[str] = []
+        current = snapshot.top
+        while current is not None:
+            chain.append(current)
+            current = store.layer_parent(current)
+        return chain[::-1]
 
     def register_pulled(self, layer_id: str, desc: Descriptor, diff_id: str) -> None:
         """Remember a pulled layer's original blob so exports reuse its bytes."""

@@ -1,0 +1,192 @@
+"""The benchmark command: every reference workload against pybuildctl, printed next to the anchor.
+
+    .venv/bin/python bench/run.py [--only W2] [--reps 3] [--json out.json] [--addr unix:///...]
+
+It starts its own registry on 127.0.0.1 seeded with the fixture base image, generates contexts
+(never committed), and times each client invocation. Figures only; nothing here asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = REPO / "bench" / "workloads"
+sys.path.insert(0, str(REPO))
+
+ANCHOR = {  # BuildKit v0.32.2 medians on the reference 2-core machine (../shared/bench/README.md)
+    "W1 cold": 3.57, "W2 cold": 2.11, "W3 cold": 5.2, "W4a no-op W1": 0.045, "W4b no-op W3": 0.50,
+    "W5 one file changed": 2.34, "W6 export gzip": 8.2, "W6 export zstd": 1.7, "W6 export estargz": 9.8,
+    "W6 push gzip": 8.3, "W7 cache first": 0.94, "W7 cache reuse": 0.36, "W8 three platforms": 6.5,
+}
+TARGET = {
+    "W1 cold": 3.6, "W2 cold": 1.2, "W3 cold": 4.4, "W4a no-op W1": 0.5, "W4b no-op W3": 0.5,
+    "W5 one file changed": 1.5, "W6 export gzip": 1.5, "W6 export zstd": 1.0, "W6 export estargz": 2.5,
+    "W6 push gzip": 2.0, "W7 cache first": 0.94, "W7 cache reuse": 0.36, "W8 three platforms": 6.5,
+}
+
+
+@dataclass
+class Figure:
+    name: str
+    times: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.times) if self.times else float("nan")
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, registry_host: str, work: Path) -> None:
+        self.args = args
+        self.registry_host = registry_host
+        self.work = work
+        self.base = f"{registry_host}/library/busybox:latest"
+        self.config = work / "pybuildkitd.toml"
+        self.config.write_text(
+            f'[registry."docker.io"]\nmirrors = ["{registry_host}"]\n'
+            f'[registry."{registry_host}"]\nhttp = true\n')
+        self.figures: dict[str, Figure] = {}
+
+    def state(self, name: str, fresh: bool) -> Path:
+        root = self.work / "state" / name
+        if fresh and root.exists():
+            subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+        return root
+
+    def build(self, workload: str, *, root: Path, context: Path | None = None, opts: list[str] = (),
+              outputs: list[str] = ()) -> tuple[float, float]:
+        """One client invocation; returns (wall seconds, peak RSS MB of the builder process)."""
+        dockerfile_dir = WORKLOADS / workload
+        cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main"]
+        cmd += ["--addr", self.args.addr] if self.args.addr else ["--daemonless", "--root", str(root),
+                                                                 "--config", str(self.config)]
+        cmd += ["build", "--progress", "quiet", "--frontend", "dockerfile.v0",
+                "--local", f"context={context or dockerfile_dir}", "--local", f"dockerfile={dockerfile_dir}",
+                "--opt", f"build-arg:BASE={self.base}"]
+        for opt in opts:
+            cmd += ["--opt", opt]
+        for out in outputs:
+            cmd += ["--output", out]
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = proc.communicate()
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{workload} failed:\n{err.decode(errors='replace')[-3000:]}")
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return elapsed, rss
+
+    def record(self, name: str, fn: Callable[[], tuple[float, float]]) -> None:
+        if self.args.only and not any(name.startswith(o) for o in self.args.only):
+            return
+        figure = self.figures.setdefault(name, Figure(name))
+        for _ in range(self.args.reps):
+            seconds, rss = fn()
+            figure.times.append(seconds)
+            figure.peak_rss_mb = max(figure.peak_rss_mb, rss)
+        print(f"  {name}: min {figure.minimum:.2f}s median {figure.median:.2f}s", file=sys.stderr)
+
+    def run_all(self) -> None:
+        w3_ctx = self.work / "w3-context"
+        if not w3_ctx.exists() and (not self.args.only or any(o.startswith(("W3", "W4b", "W5")) for o in self.args.only)):
+            subprocess.run(["bash", str(WORKLOADS / "w3-big-context" / "gen.sh"), str(w3_ctx)], check=True,
+                           stdout=subprocess.DEVNULL)
+            shutil.copy(WORKLOADS / "w3-big-context" / "Dockerfile", w3_ctx / "Dockerfile")
+
+        self.record("W1 cold", lambda: self.build("w1-multistage-parallel", root=self.state("w1", True)))
+        self.record("W4a no-op W1", lambda: self.build("w1-multistage-parallel", root=self.state("w1", False)))
+        self.record("W2 cold", lambda: self.build("w2-many-steps", root=self.state("w2", True)))
+        if "W2 cold" in self.figures:
+            self.figures["W2 cold"].extra["ms per step"] = self.figures["W2 cold"].median / 40 * 1000
+        if w3_ctx.exists():
+            self.record("W3 cold", lambda: self.build("w3-big-context", root=self.state("w3", True), context=w3_ctx))
+            self.record("W4b no-op W3", lambda: self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx))
+
+            def one_file_changed() -> tuple[float, float]:
+                target = w3_ctx / "d000" / "changed.txt"
+                target.write_text(f"changed {time.time_ns()}\n")
+                return self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx)
+
+            self.record("W5 one file changed", one_file_changed)
+            if "W3 cold" in self.figures:
+                self.figures["W3 cold"].extra["context MB/s"] = 206 / self.figures["W3 cold"].median
+        w6_root = self.state("w6", True)
+        if not self.args.only or any(o.startswith("W6") for o in self.args.only):
+            self.build("w6-export", root=w6_root)  # warm the cache: export timings are on a cached build
+        for comp in ("gzip", "zstd", "estargz"):
+            out = self.work / f"w6-{comp}.tar"
+            self.record(f"W6 export {comp}", lambda comp=comp, out=out: self.build(
+                "w6-export", root=w6_root, outputs=[f"type=oci,dest={out},compression={comp},oci-mediatypes=true,force-compression=true"]))
+            if f"W6 export {comp}" in self.figures:
+                self.figures[f"W6 export {comp}"].extra["MB/s"] = 308 / self.figures[f"W6 export {comp}"].median
+        self.record("W6 push gzip", lambda: self.build(
+            "w6-export", root=w6_root,
+            outputs=[f"type=image,name={self.registry_host}/bench/w6:{time.time_ns()},push=true"]))
+        w7_root = self.state("w7", True)
+        self.record("W7 cache first", lambda: self.build("w7-cache-mount", root=self.state("w7", True)))
+        self.record("W7 cache reuse", lambda: self.build("w7-cache-mount", root=w7_root,
+                                                         opts=[f"build-arg:V={time.time_ns()}"]))
+        self.record("W8 three platforms", lambda: self.build(
+            "w8-multi-arch", root=self.state("w8", True), opts=["platform=linux/amd64,linux/arm64,linux/s390x"]))
+
+    def table(self) -> str:
+        lines = [f"{'workload':<24} {'min s':>8} {'median s':>9} {'BuildKit':>9} {'target':>7} {'ratio':>6}  extra"]
+        for name, fig in self.figures.items():
+            anchor = ANCHOR.get(name)
+            ratio = fig.median / anchor if anchor else float("nan")
+            extra = ", ".join(f"{k} {v:.1f}" for k, v in fig.extra.items())
+            lines.append(f"{name:<24} {fig.minimum:>8.2f} {fig.median:>9.2f} {anchor or 0:>9.2f} "
+                         f"{TARGET.get(name, 0):>7.2f} {ratio:>6.2f}  {extra}")
+        peak = max((f.peak_rss_mb for f in self.figures.values()), default=0)
+        size = subprocess.run(["du", "-sm", str(self.work / "state")], capture_output=True, text=True).stdout.split()
+        lines.append(f"peak RSS of builder processes: {peak:.0f} MB; state directories: {size[0] if size else '?'} MB")
+        return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", default=[], help="workload name prefix, e.g. W2 (repeatable)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--addr", default="", help="a pybuildkitd address instead of --daemonless")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    from tests.fixtures.base_image import push_base_images
+    from tests.fixtures.registry import start_registry
+
+    work = Path(tempfile.mkdtemp(prefix="pybuildkit-bench-", dir="/var/tmp"))
+    registry = start_registry(work / "registry")
+    try:
+        push_base_images(registry)
+        bench = Bench(args, registry.host, work)
+        bench.run_all()
+        print(bench.table())
+        if args.json:
+            args.json.write_text(json.dumps({n: {**asdict(f), "min": f.minimum, "median": f.median}
+                                             for n, f in bench.figures.items()}, indent=2))
+    finally:
+        registry.stop()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    main()
