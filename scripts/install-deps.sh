@@ -14,7 +14,7 @@ PACKAGES=(
   python3 python3-venv python3-pip
   python3-grpcio python3-protobuf python3-zstandard python3-pyroute2
   python3-httpx python3-h2 python3-dbus-next python3-sdnotify
-  ca-certificates
+  ca-certificates openssh-client
 )
 
 export DEBIAN_FRONTEND=noninteractive
@@ -42,6 +42,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 native=$(dpkg --print-architecture)
 ls "$cache"/busybox-static_*_"$native".deb >/dev/null 2>&1 || (cd "$cache" && apt-get download -qq "busybox-static:$native")
+
+# QEMU handlers for foreign-architecture steps: on machines without systemd as PID 1 nobody
+# mounts binfmt_misc or loads Debian's qemu-user-static entries, so do it here (idempotent).
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+fi
+if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  update-binfmts --enable >/dev/null 2>&1 || true
+fi
 
 # The udev rule that opens /dev/net/tun does not run on every machine (HOST-NOTES: Rootless).
 [ -e /dev/net/tun ] && chmod 0666 /dev/net/tun || true

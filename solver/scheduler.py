@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pybuildkit.solver.cachestore import CacheStore
 from pybuildkit.solver.definition import Graph, Vertex
 from pybuildkit.solver.errors import BuildError, SolveError
+from pybuildkit.solver.faults import SNAPSHOT_COMMITTED_NO_RECORD, crashpoint
 from pybuildkit.solver.progress import ProgressWriter, VertexEvent, now_ns
 
 
@@ -208,6 +209,7 @@ class Solver:
                 return _Outcome(base_key, cached, True)
         async with self._limit:
             results = await impl.execute(ctx, inputs)
+        crashpoint(SNAPSHOT_COMMITTED_NO_RECORD)
         for index, result in enumerate(results):
             if result is not None:
                 self.cache.save(output_key(base_key, index), result.id, vertex.digest)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from pybuildkit.solver.errors import BuildError
+from pybuildkit.solver.faults import MID_EXPORT, crashpoint
 from pybuildkit.solver.platforms import Platform
 from pybuildkit.solver.progress import StatusEvent, now_ns
 from pybuildkit.worker.content.store import Descriptor
@@ -58,6 +59,7 @@ def build_image(worker, options: ImageOptions, results, image_configs, job) -> t
                              epoch=epoch if options.rewrite_timestamp else None)
         status.completed = now_ns()
         job.progress.status(status)
+        crashpoint(MID_EXPORT)
         config = docs.image_config(base_config, platform, blobs, epoch=epoch)
         config_bytes = docs.canonical_json(config)
         config_digest = store.put_bytes(config_bytes)
