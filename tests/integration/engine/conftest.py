@@ -42,9 +42,9 @@ def pybuildctl(builder_config, tmp_path_factory):
     default_root = tmp_path_factory.mktemp("state")
 
     def run(args: list[str], *, stdin: bytes | None = None, root: Path | None = None,
-            check: bool = True, env: dict | None = None) -> BuildRun:
+            check: bool = True, env: dict | None = None, config: Path | None = None) -> BuildRun:
         cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main", "--daemonless",
-               "--root", str(root or default_root), "--config", str(builder_config), "build",
+               "--root", str(root or default_root), "--config", str(config or builder_config), "build",
                "--progress", "rawjson", *args]
         proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=600,
                               env={**os.environ, **(env or {})})
