@@ -1,0 +1,57 @@
+"""buildkitd.toml-format configuration: what it accepts and how it names mistakes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pybuildkit.appliance.config import load_config, parse_config
+from pybuildkit.solver.errors import ConfigError
+
+
+def test_registry_mirrors_and_worker_settings(tmp_path: Path) -> None:
+    path = tmp_path / "pybuildkitd.toml"
+    path.write_text(
+        'root = "/srv/pbk"\ninsecure-entitlements = ["network.host"]\n'
+        '[registry."docker.io"]\nmirrors = ["127.0.0.1:5000"]\n'
+        '[registry."127.0.0.1:5000"]\nhttp = true\n'
+        '[worker.oci]\nbinary = "crun"\nsnapshotter = "native"\nmax-parallelism = 3\n')
+    config = load_config(path)
+    assert config.root == Path("/srv/pbk")
+    assert config.insecure_entitlements == ("network.host",)
+    assert config.registries["docker.io"].mirrors == ("127.0.0.1:5000",)
+    assert config.registries["127.0.0.1:5000"].http is True
+    assert (config.worker.binary, config.worker.snapshotter, config.worker.max_parallelism) == ("crun", "native", 3)
+
+
+def test_root_flag_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('root = "/from/file"\n')
+    assert load_config(path, root=tmp_path / "flag").root == tmp_path / "flag"
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[worker.oci\n")
+    with pytest.raises(ConfigError, match="broken.toml: invalid TOML"):
+        load_config(path)
+
+
+def test_unknown_snapshotter_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="worker.oci.snapshotter: unknown snapshotter 'zfs'"):
+        parse_config({"worker": {"oci": {"snapshotter": "zfs"}}})
+
+
+def test_unknown_entitlement_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown entitlement 'network.everything'"):
+        parse_config({"insecure-entitlements": ["network.everything"]})
+
+
+def test_wrong_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r'registry."r".mirrors must be a list'):
+        parse_config({"registry": {"r": {"mirrors": "not-a-list"}}})
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
