@@ -22,8 +22,18 @@ need_install=0
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_install=1
 done
+# A mirror mid-sync can fail one index (seen with bookworm-security); retry, then go on with
+# whatever lists we have: the packages we need come from the main archive.
+apt_update() {
+  for attempt in 1 2 3; do
+    apt-get update -qq && return 0
+    sleep $((attempt * 5))
+  done
+  echo "warning: apt-get update did not fully succeed; continuing with the lists we have" >&2
+}
+
 if [ "$need_install" = 1 ]; then
-  apt-get update -qq
+  apt_update
   apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 fi
 
@@ -37,11 +47,11 @@ for a in "${FOREIGN[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   for a in "${missing[@]}"; do dpkg --add-architecture "$a"; done
-  apt-get update -qq
-  (cd "$cache" && for a in "${missing[@]}"; do apt-get download -qq "busybox-static:$a"; done)
+  apt_update
+  (cd "$cache" && for a in "${missing[@]}"; do apt-get download -qq "busybox-static:$a" 2>/dev/null; done)
 fi
 native=$(dpkg --print-architecture)
-ls "$cache"/busybox-static_*_"$native".deb >/dev/null 2>&1 || (cd "$cache" && apt-get download -qq "busybox-static:$native")
+ls "$cache"/busybox-static_*_"$native".deb >/dev/null 2>&1 || (cd "$cache" && apt-get download -qq "busybox-static:$native" 2>/dev/null)
 
 # QEMU handlers for foreign-architecture steps: on machines without systemd as PID 1 nobody
 # mounts binfmt_misc or loads Debian's qemu-user-static entries, so do it here (idempotent).
