@@ -1,0 +1,1 @@
+"""Talking to OCI registries: references, hosts, auth, pull and push."""

@@ -1,0 +1,389 @@
+"""An async registry client (OCI distribution API) for pulls and pushes.
+
+Auth follows the challenge a registry sends: anonymous first, then basic or a bearer token
+(fetched from the realm with basic credentials when we have them), cached per scope. Registries
+on loopback that answer HTTPS with plain HTTP are retried over HTTP, never on a certificate
+error, as containerd does.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from pybuildkit.solver.errors import BuildError
+from pybuildkit.solver.platforms import Platform
+from pybuildkit.worker.content.store import ContentStore, Descriptor
+from pybuildkit.worker.registry.auth import CredentialProvider, TokenCache, basic_header, parse_challenge
+from pybuildkit.worker.registry.hosts import Endpoint, RegistryHosts
+from pybuildkit.worker.registry.reference import Reference
+
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json")
+ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
+CHUNK = 8 << 20
+RETRIES = 5
+
+
+class RegistryError(BuildError):
+    def __init__(self, message: str, *, host: str, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.host = host
+        self.status = status
+
+
+class _Retryable(Exception):
+    pass
+
+
+@dataclass
+class ResolvedImage:
+    ref: Reference
+    root_digest: str
+    manifest_digest: str
+    manifest: dict
+    config: dict
+    config_digest: str
+    layers: list[Descriptor]
+    media_type: str
+
+
+def _matches(candidate: dict, want: Platform) -> int:
+    """0 = no match; higher = better (exact variant beats a compatible one)."""
+    p = Platform(candidate.get("os", ""), candidate.get("architecture", ""), candidate.get("variant", "")).normalized()
+    w = want.normalized()
+    if p.os != w.os or p.architecture != w.architecture:
+        return 0
+    if p.variant == w.variant:
+        return 3
+    if w.architecture == "arm" and p.variant and w.variant and p.variant < w.variant:
+        return 2
+    return 0
+
+
+class RegistryClient:
+    def __init__(self, hosts: RegistryHosts, credentials: CredentialProvider, store: ContentStore, *,
+                 user_agent: str = "pybuildkit") -> None:
+        self.hosts = hosts
+        self.credentials = credentials
+        self.store = store
+        self.user_agent = user_agent
+        self._clients: dict[tuple, httpx.AsyncClient] = {}
+        self._tokens = TokenCache()
+        self._http_fallback: set[str] = set()
+        self._fetch_locks: dict[str, asyncio.Lock] = {}
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        key = (endpoint.verify, endpoint.cert)
+        client = self._clients.get(key)
+        if client is None:
+            client = httpx.AsyncClient(verify=endpoint.verify, cert=endpoint.cert, follow_redirects=True,
+                                       timeout=httpx.Timeout(60, connect=10),
+                                       limits=httpx.Limits(max_connections=32),
+                                       headers={"User-Agent": self.user_agent})
+            self._clients[key] = client
+        return client
+
+    # ------------------------------------------------------------------ requests with auth
+
+    async def _send(self, endpoint: Endpoint, method: str, url: str, *, scope: str,
+                    stream: bool = False, **kwargs) -> httpx.Response:
+        host = endpoint.host
+        if host in self._http_fallback and url.startswith("https://"):
+            url = "http://" + url[len("https://"):]
+        client = self._client(endpoint)
+        headers = dict(kwargs.pop("headers", {}))
+        cached = self._tokens.get(host, scope)
+        if cached:
+            headers["Authorization"] = cached
+        for attempt in range(2):
+            try:
+                request = client.build_request(method, url, headers=headers, **kwargs)
+                response = await client.send(request, stream=stream)
+            except httpx.ConnectError as exc:
+                if self._is_http_answer(exc) and endpoint.allow_http_fallback and url.startswith("https://"):
+                    self._http_fallback.add(host)
+                    url = "http://" + url[len("https://"):]
+                    continue
+                raise _Retryable(f"cannot connect to {host}: {exc}") from exc
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
+                raise _Retryable(f"connection to {host} failed: {type(exc).__name__}: {exc}") from exc
+            if response.status_code != 401 or attempt == 1:
+                return response
+            challenge = response.headers.get("WWW-Authenticate", "")
+            if stream:
+                await response.aclose()
+            auth = await self._authorize(endpoint, challenge, scope)
+            if auth is None:
+                return response
+            headers["Authorization"] = auth
+            self._tokens.put(host, scope, auth, 3600)
+            if "content" in kwargs and hasattr(kwargs["content"], "seek"):
+                kwargs["content"].seek(0)
+        return response
+
+    @staticmethod
+    def _is_http_answer(exc: Exception) -> bool:
+        text = str(exc).lower()
+        cause = exc.__cause__ or exc.__context__
+        return "wrong version number" in text or "http request" in text or (
+            isinstance(cause, ssl.SSLError) and "wrong version number" in str(cause).lower())
+
+    async def _authorize(self, endpoint: Endpoint, challenge: str, scope: str) -> str | None:
+        parsed = parse_challenge(challenge)
+        creds = self.credentials.credentials(endpoint.host) if self.credentials else None
+        if parsed.scheme == "basic":
+            return basic_header(*creds) if creds else None
+        if parsed.scheme != "bearer" or "realm" not in parsed.params:
+            return None
+        params = {"service": parsed.params.get("service", "")}
+        if scope:
+            params["scope"] = scope
+        headers = {}
+        if creds and creds[0] != "<token>":
+            headers["Authorization"] = basic_header(*creds)
+        token_client = self._client(endpoint)
+        try:
+            response = await token_client.get(parsed.params["realm"], params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"failed to fetch an auth token for {endpoint.host} from {parsed.params['realm']}: {exc}",
+                                host=endpoint.host) from exc
+        if response.status_code != 200:
+            raise RegistryError(
+                f"failed to authorize: failed to fetch token: {response.status_code} {response.reason_phrase} "
+                f"from {endpoint.host}", host=endpoint.host,
+                hint=f"check the credentials for {endpoint.host} in your docker config")
+        body = response.json()
+        token = body.get("token") or body.get("access_token")
+        return f"Bearer {token}" if token else None
+
+    def _auth_error(self, endpoint: Endpoint, response: httpx.Response) -> RegistryError:
+        has_creds = bool(self.credentials and self.credentials.credentials(endpoint.host))
+        hint = (f"check the credentials for {endpoint.host} in your docker config (~/.docker/config.json)"
+                if has_creds else f"log in to {endpoint.host} (no credentials found for it)")
+        return RegistryError(f"failed to authorize: {response.status_code} {response.reason_phrase} from "
+                             f"{endpoint.host}", host=endpoint.host, hint=hint, status=response.status_code)
+
+    async def _retrying(self, what: str, host: str, fn):
+        delay = 0.2
+        for attempt in range(RETRIES):
+            try:
+                return await fn()
+            except _Retryable as exc:
+                if attempt == RETRIES - 1:
+                    raise RegistryError(f"{what}: {exc}", host=host) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+
+    # ------------------------------------------------------------------ pulling
+
+    async def _get_manifest(self, endpoints: list[Endpoint], ref: Reference, obj: str) -> tuple[Endpoint, bytes, str]:
+        last: RegistryError | None = None
+        for endpoint in endpoints:
+            url = f"{endpoint.base_url}/v2/{ref.path}/manifests/{obj}"
+
+            async def once(endpoint=endpoint, url=url) -> httpx.Response:
+                response = await self._send(endpoint, "GET", url, scope=f"repository:{ref.path}:pull",
+                                            headers={"Accept": ACCEPT})
+                if response.status_code >= 500:
+                    raise _Retryable(f"{response.status_code} from {endpoint.host}")
+                return response
+
+            try:
+                response = await self._retrying(f"fetching manifest {ref}", endpoint.host, once)
+            except RegistryError as exc:
+                last = exc
+                continue
+            if response.status_code == 200:
+                media = response.headers.get("Content-Type", "").split(";")[0]
+                return endpoint, response.content, media
+            if response.status_code in (401, 403):
+                last = self._auth_error(endpoint, response)
+            elif response.status_code == 404:
+                last = RegistryError(f"{ref}: not found", host=endpoint.host, status=404)
+            else:
+                last = RegistryError(f"unexpected status {response.status_code} fetching {ref} from {endpoint.host}",
+                                     host=endpoint.host, status=response.status_code)
+            if not endpoint.is_mirror:
+                break
+        assert last is not None
+        raise last
+
+    async def resolve(self, ref: Reference, platform: Platform | None) -> ResolvedImage:
+        endpoints = self.hosts.endpoints(ref.domain)
+        endpoint, data, media = await self._get_manifest(endpoints, ref, ref.object)
+        doc = json.loads(data)
+        media = doc.get("mediaType") or media
+        root_digest = self.store.put_bytes(data)
+        if ref.digest and ref.digest != root_digest:
+            raise RegistryError(f"{ref}: manifest digest mismatch ({root_digest})", host=endpoint.host)
+        manifest_digest, manifest = root_digest, doc
+        if media in INDEX_TYPES or "manifests" in doc:
+            want = platform or Platform()
+            ranked = sorted(((_matches(m.get("platform", {}), want), i, m) for i, m in enumerate(doc["manifests"])),
+                            key=lambda t: (-t[0], t[1]))
+            if not ranked or ranked[0][0] == 0:
+                available = ", ".join(str(Platform(m.get("platform", {}).get("os", ""),
+                                                   m.get("platform", {}).get("architecture", ""),
+                                                   m.get("platform", {}).get("variant", "")))
+                                      for m in doc["manifests"])
+                raise RegistryError(f"{ref}: no match for platform {want} in manifest list (has {available})",
+                                    host=endpoint.host)
+            chosen = ranked[0][2]
+            _, mdata, media = await self._get_manifest([endpoint], ref, chosen["digest"])
+            manifest_digest = self.store.put_bytes(mdata, expected=chosen["digest"])
+            manifest = json.loads(mdata)
+            media = manifest.get("mediaType") or chosen.get("mediaType", media)
+        config_desc = Descriptor.from_json(manifest["config"])
+        await self.fetch_blob(ref, config_desc)
+        config = json.loads(self.store.read_bytes(config_desc.digest))
+        layers = [Descriptor.from_json(layer) for layer in manifest.get("layers", [])]
+        return ResolvedImage(ref, root_digest, manifest_digest, manifest, config, config_desc.digest, layers, media)
+
+    async def fetch_blob(self, ref: Reference, desc: Descriptor,
+                         progress: Callable[[int, int], None] | None = None) -> None:
+        lock = self._fetch_locks.setdefault(desc.digest, asyncio.Lock())
+        async with lock:
+            if self.store.has(desc.digest):
+                return
+            last: Exception | None = None
+            for endpoint in self.hosts.endpoints(ref.domain):
+                try:
+                    await self._retrying(f"fetching {desc.digest}", endpoint.host,
+                                         lambda endpoint=endpoint: self._fetch_once(endpoint, ref, desc, progress))
+                    return
+                except RegistryError as exc:
+                    last = exc
+            raise last or RegistryError(f"cannot fetch {desc.digest}", host=ref.domain)
+
+    async def _fetch_once(self, endpoint: Endpoint, ref: Reference, desc: Descriptor, progress) -> None:
+        url = f"{endpoint.base_url}/v2/{ref.path}/blobs/{desc.digest}"
+        response = await self._send(endpoint, "GET", url, scope=f"repository:{ref.path}:pull", stream=True)
+        try:
+            if response.status_code >= 500:
+                raise _Retryable(f"{response.status_code} from {endpoint.host}")
+            if response.status_code in (401, 403):
+                raise self._auth_error(endpoint, response)
+            if response.status_code != 200:
+                raise RegistryError(f"fetching {desc.digest}: {response.status_code} from {endpoint.host}",
+                                    host=endpoint.host, status=response.status_code)
+            with self.store.writer(expected=desc.digest, size=desc.size or None) as writer:
+                try:
+                    async for chunk in response.aiter_bytes(1 << 20):
+                        writer.write(chunk)
+                        if progress:
+                            progress(writer.written, desc.size)
+                except (httpx.ReadError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
+                    raise _Retryable(str(exc)) from exc
+                await asyncio.to_thread(writer.commit)
+        finally:
+            await response.aclose()
+
+    # ------------------------------------------------------------------ pushing
+
+    async def push(self, targets: Sequence[Reference], root: Descriptor, *, progress=None,
+                   hosts: RegistryHosts | None = None) -> None:
+        blobs, manifests = self._walk(root)
+        await asyncio.gather(*(self._push_one(t, root, blobs, manifests, hosts or self.hosts) for t in targets))
+
+    def _walk(self, root: Descriptor) -> tuple[list[Descriptor], list[tuple[Descriptor, bytes]]]:
+        blobs: dict[str, Descriptor] = {}
+        manifests: list[tuple[Descriptor, bytes]] = []
+
+        def visit(desc: Descriptor) -> None:
+            data = self.store.read_bytes(desc.digest)
+            doc = json.loads(data)
+            for child in doc.get("manifests", []):
+                visit(Descriptor.from_json(child))
+            if "config" in doc:
+                config = Descriptor.from_json(doc["config"])
+                blobs[config.digest] = config
+            for layer in doc.get("layers", []):
+                d = Descriptor.from_json(layer)
+                blobs[d.digest] = d
+            manifests.append((desc, data))
+
+        visit(root)
+        return list(blobs.values()), manifests
+
+    async def _push_one(self, target: Reference, root: Descriptor, blobs: list[Descriptor],
+                        manifests: list[tuple[Descriptor, bytes]], hosts: RegistryHosts) -> None:
+        endpoint = hosts.endpoints(target.domain, for_push=True)[-1]
+        scope = f"repository:{target.path}:pull,push"
+        limit = asyncio.Semaphore(4)
+
+        async def blob(desc: Descriptor) -> None:
+            async with limit:
+                await self._retrying(f"pushing {desc.digest} to {target.repository}", endpoint.host,
+                                     lambda: self._upload_blob(endpoint, target, desc, scope))
+
+        await asyncio.gather(*(blob(d) for d in blobs))
+        for desc, data in manifests:
+            tag = desc.digest
+            if desc.digest == root.digest and target.tag and not target.digest:
+                tag = target.tag
+            await self._retrying(f"pushing manifest {desc.digest}", endpoint.host,
+                                 lambda desc=desc, data=data, tag=tag: self._put_manifest(endpoint, target, desc, data, tag, scope))
+
+    async def _upload_blob(self, endpoint: Endpoint, target: Reference, desc: Descriptor, scope: str) -> None:
+        base = f"{endpoint.base_url}/v2/{target.path}/blobs"
+        head = await self._send(endpoint, "HEAD", f"{base}/{desc.digest}", scope=scope)
+        if head.status_code == 200:
+            return
+        self._check(endpoint, head, allow=(404,))
+        start = await self._send(endpoint, "POST", f"{base}/uploads/", scope=scope)
+        self._check(endpoint, start, allow=(202,))
+        location = self._absolute(endpoint, start.headers["Location"])
+        size = self.store.size(desc.digest)
+        if size <= CHUNK:
+            data = await asyncio.to_thread(self.store.read_bytes, desc.digest)
+            done = await self._send(endpoint, "PUT", location, scope=scope, params={"digest": desc.digest},
+                                    content=data, headers={"Content-Type": "application/octet-stream"})
+            self._check(endpoint, done, allow=(201,))
+            return
+        offset = 0
+        with self.store.open(desc.digest) as handle:
+            while offset < size:
+                chunk = await asyncio.to_thread(handle.read, CHUNK)
+                patch = await self._send(endpoint, "PATCH", location, scope=scope, content=chunk, headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+                self._check(endpoint, patch, allow=(202,))
+                location = self._absolute(endpoint, patch.headers.get("Location", location))
+                offset += len(chunk)
+        done = await self._send(endpoint, "PUT", location, scope=scope, params={"digest": desc.digest})
+        self._check(endpoint, done, allow=(201,))
+
+    async def _put_manifest(self, endpoint: Endpoint, target: Reference, desc: Descriptor, data: bytes,
+                            tag: str, scope: str) -> None:
+        url = f"{endpoint.base_url}/v2/{target.path}/manifests/{tag}"
+        response = await self._send(endpoint, "PUT", url, scope=scope, content=data,
+                                    headers={"Content-Type": desc.media_type})
+        self._check(endpoint, response, allow=(200, 201, 202))
+
+    def _check(self, endpoint: Endpoint, response: httpx.Response, *, allow: tuple[int, ...]) -> None:
+        if response.status_code in allow:
+            return
+        if response.status_code >= 500:
+            raise _Retryable(f"{response.status_code} {response.reason_phrase} from {endpoint.host}")
+        if response.status_code in (401, 403):
+            raise self._auth_error(endpoint, response)
+        raise RegistryError(f"unexpected status {response.status_code} {response.reason_phrase} from "
+                            f"{endpoint.host}: {response.text[:300]}", host=endpoint.host, status=response.status_code)
+
+    @staticmethod
+    def _absolute(endpoint: Endpoint, location: str) -> str:
+        if location.startswith("http://") or location.startswith("https://"):
+            return location
+        return endpoint.base_url + location
