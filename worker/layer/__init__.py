@@ -1,0 +1,1 @@
+"""Image layers: applying them safely, and diffing snapshots into them."""
