@@ -1,0 +1,135 @@
+"""Content checksums of paths in a tree: the cache keys of what a step actually reads.
+
+A file's checksum covers its content and tar-header-like metadata (type, permissions, owner,
+link target) but not its mtime, so touching a file without changing it keeps cache hits, as
+BuildKit's contenthash does. A directory's checksum combines its own header with its children's
+names and checksums.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as st_mod
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from pybuildkit.solver.errors import BuildError
+from pybuildkit.worker.fsutil.patterns import PatternMatcher, has_wildcard, match_wildcard
+from pybuildkit.worker.layer.paths import clean_relative, resolve_in_root
+
+_BIG = 1 << 20
+
+
+class ChecksumError(BuildError):
+    pass
+
+
+def _header(st: os.stat_result, link: str) -> bytes:
+    kind = st_mod.S_IFMT(st.st_mode)
+    return f"{kind:o}:{st_mod.S_IMODE(st.st_mode):o}:{st.st_uid}:{st.st_gid}:{link}".encode()
+
+
+class ChecksumCache:
+    """Remembers file content digests by (device, inode, size, mtime) across calls."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._files: dict[tuple[int, int, int, int], str] = {}
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def invalidate(self, root: Path) -> None:
+        return  # keys are inode-based: a replaced or modified file gets a new key by itself
+
+    def _file_digest(self, path: str, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            found = self._files.get(key)
+        if found is not None:
+            return found
+        h = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_BIG):
+                h.update(chunk)
+        digest = h.hexdigest()
+        with self._lock:
+            if len(self._files) > self._max:
+                self._files.clear()
+            self._files[key] = digest
+        return digest
+
+    def _node(self, path: str, matcher: PatternMatcher | None, include: PatternMatcher | None, rel: str) -> str:
+        st = os.lstat(path)
+        h = hashlib.sha256()
+        if st_mod.S_ISLNK(st.st_mode):
+            h.update(_header(st, os.readlink(path)))
+        elif st_mod.S_ISREG(st.st_mode):
+            h.update(_header(st, ""))
+            h.update(self._file_digest(path, st).encode())
+        elif st_mod.S_ISDIR(st.st_mode):
+            h.update(_header(st, ""))
+            with os.scandir(path) as it:
+                names = sorted(e.name for e in it)
+            for name in names:
+                child_rel = f"{rel}/{name}" if rel else name
+                if matcher is not None and matcher.matches(child_rel):
+                    continue
+                if include is not None and not include.matches(child_rel) and not os.path.isdir(
+                        os.path.join(path, name)):
+                    continue
+                h.update(name.encode() + b"\0")
+                h.update(self._node(os.path.join(path, name), matcher, include, child_rel).encode())
+        else:
+            h.update(_header(st, f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"))
+        return h.hexdigest()
+
+    def checksum(self, root: Path, path: str, *, wildcard: bool = False, follow_links: bool = True,
+                 include_patterns: Sequence[str] = (), exclude_patterns: Sequence[str] = ()) -> str:
+        rel = clean_relative(path)
+        excludes = PatternMatcher(exclude_patterns) if exclude_patterns else None
+        includes = PatternMatcher(include_patterns) if include_patterns else None
+        if wildcard and has_wildcard(rel):
+            matches = _glob(root, rel)
+            if not matches:
+                raise ChecksumError(f'failed to calculate checksum of ref: "/{rel}": not found')
+            h = hashlib.sha256()
+            for match in matches:
+                h.update(match.encode() + b"\0")
+                h.update(self._one(root, match, follow_links, excludes, includes).encode())
+            return "sha256:" + h.hexdigest()
+        return "sha256:" + self._one(root, rel, follow_links, excludes, includes)
+
+    def _one(self, root: Path, rel: str, follow_links: bool, excludes, includes) -> str:
+        target = resolve_in_root(root, rel, follow_last=follow_links)
+        if not os.path.lexists(target):
+            raise ChecksumError(f'failed to calculate checksum of ref: "/{rel}": not found')
+        return self._node(os.fspath(target), excludes, includes, "")
+
+
+def _glob(root: Path, pattern: str) -> list[str]:
+    """Relative paths under root matching a wildcard pattern element by element."""
+    parts = pattern.split("/")
+    current = [""]
+    for index, part in enumerate(parts):
+        following: list[str] = []
+        for base in current:
+            directory = resolve_in_root(root, base) if base else Path(root)
+            if not has_wildcard(part):
+                candidate = f"{base}/{part}" if base else part
+                if os.path.lexists(resolve_in_root(root, candidate, follow_last=False)):
+                    following.append(candidate)
+                continue
+            try:
+                names = sorted(os.listdir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            following += [f"{base}/{n}" if base else n for n in names if match_wildcard(part, n)]
+        current = following
+    return current
+
+
+_default = ChecksumCache()
+
+
+def checksum(root: Path, path: str, **options) -> str:
+    return _default.checksum(root, path, **options)

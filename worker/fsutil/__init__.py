@@ -1,0 +1,1 @@
+"""Filesystem utilities for local files: patterns, filtered walks, incremental sync."""
