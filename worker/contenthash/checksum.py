@@ -128,8 +128,6 @@ def _glob(root: Path, pattern: str) -> list[str]:
     return current
 
 
-_default = ChecksumCache()
-
-
 def checksum(root: Path, path: str, **options) -> str:
-    return _default.checksum(root, path, **options)
+    """One-off checksum without a shared memo (tests, tools)."""
+    return ChecksumCache().checksum(root, path, **options)
