@@ -16,6 +16,7 @@ from pybuildkit.solver.definition import Vertex
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import Platform, host_platform
 from pybuildkit.solver.scheduler import Dep, Job, OpContext
+from pybuildkit.worker.metadata import MetadataStore
 from pybuildkit.worker.providers import LocalSyncRequest
 from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
 
@@ -49,6 +50,7 @@ class Worker:
         self.content = ContentStore(root / "content")
         self.snapshots = SnapshotStore(root / "snapshots", driver=config.snapshotter, log=self.log)
         self.cache = CacheStore(root / "cache.db")
+        self.meta = MetadataStore(root / "worker.db")
         self.cache_mounts = CacheMounts(root / "cachemounts")
         self.executor = Executor(root / "executor", binary=config.binary, log=self.log)
         self.checksums = ChecksumCache()
@@ -72,6 +74,7 @@ class Worker:
     def close(self) -> None:
         self.snapshots.close()
         self.cache.close()
+        self.meta.close()
 
     async def aclose(self) -> None:
         if self._registry is not None:
@@ -181,7 +184,7 @@ class Worker:
             return parent
 
     def _layer_snapshot(self, chain_id: str) -> Snapshot | None:
-        snap_id = self.cache.lookup("layerchain:" + chain_id)
+        snap_id = self.meta.get("layerchain:" + chain_id)
         return self.snapshots.get(snap_id) if snap_id else None
 
     def _apply_layer(self, parent: Snapshot | None, desc, chain_id: str, diff_id: str) -> Snapshot:
@@ -200,9 +203,9 @@ class Worker:
         snap = layer.commit(description=f"image layer {desc.digest}", record_type="regular")
         from pybuildkit.worker.exporters.layers import LayerExporter
 
-        self.cache.save("layerblob:" + snap.layers[-1], desc.digest, chain_id)
+        self.meta.put("layerblob:" + snap.layers[-1], desc.digest)
         LayerExporter(self).register_pulled(snap.layers[-1], desc, diff_id)
-        self.cache.save("layerchain:" + chain_id, snap.id, desc.digest)
+        self.meta.put("layerchain:" + chain_id, snap.id)
         return snap
 
     # -- local sources -------------------------------------------------------------------------

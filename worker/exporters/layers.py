@@ -72,21 +72,21 @@ class LayerExporter:
                  epoch: int | None) -> LayerBlob | None:
         """The blob of one layer; None when the layer holds no change (an empty layer)."""
         worker = self.worker
-        original = worker.cache.lookup("layerblob:" + layer_id)
+        original = worker.meta.get("layerblob:" + layer_id)
         if original is not None:
-            cached = worker.cache.lookup("blobinfo:" + original)
+            cached = worker.meta.get("blobinfo:" + original)
             if cached is not None:
                 blob = LayerBlob.from_json(cached)
                 if not force or blob.compression == compression:
                     return blob
         key = self._cache_key(layer_id, compression, level, epoch)
-        cached = worker.cache.lookup(key)
+        cached = worker.meta.get(key)
         if cached is not None:
             blob = LayerBlob.from_json(cached) if cached != "empty" else None
             if blob is None or worker.content.has(blob.descriptor.digest):
                 return blob
         blob = self._build(layer_id, compression, level, epoch)
-        worker.cache.save(key, blob.to_json() if blob else "empty", layer_id)
+        worker.meta.put(key, blob.to_json() if blob else "empty")
         return blob
 
     def _build(self, layer_id: str, compression: Compression, level: int | None, epoch: int | None) -> LayerBlob | None:
@@ -115,7 +115,7 @@ class LayerExporter:
             os.unlink(tar_name)
         desc = Descriptor(info.media_type_oci, digest, info.size, dict(info.annotations))
         blob = LayerBlob(desc, info.diff_id, compression)
-        self.worker.cache.save("blobinfo:" + digest, blob.to_json(), layer_id)
+        self.worker.meta.put("blobinfo:" + digest, blob.to_json())
         return blob
 
     def blobs(self, snapshot: Snapshot | None, *, compression: Compression, level: int | None,
@@ -145,4 +145,4 @@ class LayerExporter:
         """Remember a pulled layer's original blob so exports reuse its bytes."""
         blob = LayerBlob(Descriptor(desc.media_type, desc.digest, desc.size, dict(desc.annotations)),
                          diff_id, compression_of_media_type(desc.media_type))
-        self.worker.cache.save("blobinfo:" + desc.digest, blob.to_json(), layer_id)
+        self.worker.meta.put("blobinfo:" + desc.digest, blob.to_json())
