@@ -1,7 +1,6 @@
 """docker-image:// sources: resolve in the registry, fetch layers, unpack each into a layer."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform
 from pybuildkit.solver.scheduler import CacheMap, OpContext
 from pybuildkit.solver.progress import StatusEvent, now_ns
+from pybuildkit.worker.asyncutil import gather_or_cancel
 from pybuildkit.worker.snapshot.store import Snapshot
 
 if TYPE_CHECKING:
@@ -70,4 +70,4 @@ async def fetch_layers(worker: "Worker", resolved: "ResolvedImage", ctx: OpConte
             status.current, status.completed = desc.size, now_ns()
             ctx.job.progress.status(status)
 
-    await asyncio.gather(*(one(d) for d in resolved.layers))
+    await gather_or_cancel(*(one(d) for d in resolved.layers))

@@ -17,6 +17,7 @@ import httpx
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import Platform
+from pybuildkit.worker.asyncutil import gather_or_cancel
 from pybuildkit.worker.content.store import ContentStore, Descriptor
 from pybuildkit.worker.registry.auth import CredentialProvider, TokenCache, basic_header, parse_challenge
 from pybuildkit.worker.registry.hosts import Endpoint, RegistryHosts
@@ -295,7 +296,7 @@ class RegistryClient:
     async def push(self, targets: Sequence[Reference], root: Descriptor, *, progress=None,
                    hosts: RegistryHosts | None = None) -> None:
         blobs, manifests = self._walk(root)
-        await asyncio.gather(*(self._push_one(t, root, blobs, manifests, hosts or self.hosts) for t in targets))
+        await gather_or_cancel(*(self._push_one(t, root, blobs, manifests, hosts or self.hosts) for t in targets))
 
     def _walk(self, root: Descriptor) -> tuple[list[Descriptor], list[tuple[Descriptor, bytes]]]:
         blobs: dict[str, Descriptor] = {}
@@ -328,7 +329,7 @@ class RegistryClient:
                 await self._retrying(f"pushing {desc.digest} to {target.repository}", endpoint.host,
                                      lambda: self._upload_blob(endpoint, target, desc, scope))
 
-        await asyncio.gather(*(blob(d) for d in blobs))
+        await gather_or_cancel(*(blob(d) for d in blobs))
         for desc, data in manifests:
             tag = desc.digest
             if desc.digest == root.digest and target.tag and not target.digest:
