@@ -1,0 +1,4 @@
+"""Shell-word expansion for Dockerfile instructions."""
+from pybuildkit.frontend.dockerfile.shell.lex import Lex, ProcessWordResult, ShellError, env_from_list
+
+__all__ = ["Lex", "ProcessWordResult", "ShellError", "env_from_list"]
