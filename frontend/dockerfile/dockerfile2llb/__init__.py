@@ -1,0 +1,1 @@
+"""Dockerfile to LLB conversion."""

@@ -1,0 +1,307 @@
+"""Dockerfile to LLB: one graph and one image config per target platform."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch
+from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
+from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_instruction
+from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
+from pybuildkit.frontend.dockerfile.shell import Lex, ShellError
+from pybuildkit.solver.llb import builder as llb
+from pybuildkit.solver.llb.imageref import InvalidReferenceError, normalize_image_ref
+from pybuildkit.solver.platforms import Platform, PlatformError, parse_platform
+
+DEFAULT_PATH = llb.DEFAULT_PATH
+PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
+              "no_proxy", "ALL_PROXY", "all_proxy")
+
+Resolver = Callable[[str, Platform], Awaitable[tuple[str, dict]]]
+
+
+@dataclass
+class Options:
+    build_args: dict[str, str]
+    target: str | None
+    platforms: list[Platform]
+    build_platform: Platform
+    labels: dict[str, str]
+    no_cache: set[str] | None  # None: no stage; empty set: all stages
+    session_id: str
+    dockerignore: list[str]
+    named_contexts: dict[str, str]
+    extra_hosts: list[tuple[str, str]]
+    network: str | None
+    shm_size: int | None
+    ulimits: list[tuple[str, int, int]]
+
+
+@dataclass
+class StageState:
+    stage: Stage
+    platform: Platform
+    state: llb.State
+    image: dict  # OCI image config document (architecture, os, config, history)
+    env: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str = ""
+    shell: list[str] = field(default_factory=lambda: ["/bin/sh", "-c"])
+    steps: int = 0
+    total: int = 0
+    cmd_set: bool = False
+
+    @property
+    def config(self) -> dict:
+        return self.image["config"]
+
+    def expansion_env(self) -> dict[str, str]:
+        return {**self.args, **self.env}
+
+
+class Converter:
+    def __init__(self, dockerfile: bytes, filename: str, options: Options, resolver: Resolver | None,
+                 source_map: llb.SourceMap) -> None:
+        self.filename = filename
+        self.options = options
+        self.resolver = resolver
+        self.source_map = source_map
+        try:
+            result = parse(dockerfile, filename=filename)
+        except DockerfileParseError as exc:
+            raise DockerfileError(exc.message, filename=filename, start_line=exc.start_line,
+                                  end_line=exc.end_line) from None
+        self.escape = result.escape_token
+        self.warnings = result.warnings
+        self.directives = result.directives
+        instructions = []
+        for child in result.ast.children:
+            try:
+                instructions.append(parse_instruction(child))
+            except DockerfileError as exc:
+                raise exc.located(filename, child.start_line, child.end_line) from None
+        self.meta_args, self.stages = split_stages(instructions)
+        self.entitlements: set[str] = set()
+        self.multi_platform = len(options.platforms) > 1
+
+    def lex(self) -> Lex:
+        return Lex(self.escape)
+
+    def expand(self, word: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
+        try:
+            return self.lex().process_word(word, env)
+        except ShellError as exc:
+            raise self.error(exc.message, ins) from None
+
+    def error(self, message: str, ins: Instruction | None) -> DockerfileError:
+        start, end = ins.location if ins is not None else (0, 0)
+        return DockerfileError(message, filename=self.filename, start_line=start, end_line=end)
+
+    def platform_args(self, target: Platform, stage_name: str = "") -> dict[str, str]:
+        bp = self.options.build_platform
+        return {
+            "BUILDPLATFORM": str(bp), "BUILDOS": bp.os, "BUILDARCH": bp.architecture,
+            "BUILDVARIANT": bp.variant, "BUILDOSVERSION": bp.os_version,
+            "TARGETPLATFORM": str(target), "TARGETOS": target.os, "TARGETARCH": target.architecture,
+            "TARGETVARIANT": target.variant, "TARGETOSVERSION": target.os_version,
+            "TARGETSTAGE": stage_name,
+        }
+
+    def meta_env(self, target: Platform) -> dict[str, str]:
+        target_stage_obj = target_stage(self.stages, self.options.target)
+        env = self.platform_args(target, target_stage_obj.name or "default")
+        for ins in self.meta_args:
+            for arg in ins.args:
+                key, has_value, value = arg.partition("=")
+                if key in self.options.build_args:
+                    env[key] = self.options.build_args[key]
+                elif has_value:
+                    env[key] = self.expand(value, env, ins)
+                elif key not in env:
+                    env.pop(key, None)
+        for key, value in self.options.build_args.items():
+            if key in env and key.startswith(("BUILD", "TARGET")):
+                env[key] = value
+        return env
+
+    def declared_meta(self) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for ins in self.meta_args:
+            for arg in ins.args:
+                key, has_value, value = arg.partition("=")
+                out[key] = value if has_value else None
+        return out
+
+    async def convert(self, platform: Platform) -> tuple[llb.State, dict]:
+        target = target_stage(self.stages, self.options.target)
+        meta = self.meta_env(platform)
+        self._check_cycles(target)
+        states: dict[int, StageState] = {}
+
+        async def build(stage: Stage) -> StageState:
+            if stage.index in states:
+                return states[stage.index]
+            result = await self._stage(stage, platform, meta, build)
+            states[stage.index] = result
+            return result
+
+        final = await build(target)
+        image = copy.deepcopy(final.image)
+        for key, value in self.options.labels.items():
+            image["config"].setdefault("Labels", {})[key] = value
+        return final.state, image
+
+    def _deps(self, stage: Stage) -> list[Stage]:
+        deps: list[Stage] = []
+        meta = self.declared_meta()
+        base = stage.base_raw
+        try:
+            base = self.lex().process_word(base, {k: v for k, v in meta.items() if v is not None})
+        except ShellError:
+            pass
+        found = find_stage(self.stages, base, before=stage.index)
+        if found is not None and found is not stage:
+            deps.append(found)
+        for ins in stage.instructions:
+            sources = []
+            if ins.name in ("COPY", "ADD") and ins.flags.get("from"):
+                sources.append(str(ins.flags["from"]))
+            if ins.name == "RUN":
+                for mount in ins.flags.get("mount", []):  # type: ignore[union-attr]
+                    for part in mount.split(","):
+                        if part.strip().startswith("from="):
+                            sources.append(part.split("=", 1)[1])
+            for src in sources:
+                dep = find_stage(self.stages, src)
+                if dep is not None:
+                    deps.append(dep)
+        return deps
+
+    def _check_cycles(self, target: Stage) -> None:
+        visiting: set[int] = set()
+        done: set[int] = set()
+
+        def visit(stage: Stage) -> None:
+            if stage.index in done:
+                return
+            if stage.index in visiting:
+                raise DockerfileError(f"circular dependency detected on stage: {stage.display_name}")
+            visiting.add(stage.index)
+            for dep in self._deps(stage):
+                visit(dep)
+            visiting.discard(stage.index)
+            done.add(stage.index)
+
+        visit(target)
+
+    async def _stage(self, stage: Stage, target_platform: Platform, meta: dict[str, str], build) -> StageState:
+        ins = stage.from_instruction
+        base_ref = self.expand(stage.base_raw, meta, ins)
+        platform = target_platform
+        if stage.platform_raw:
+            try:
+                platform = parse_platform(self.expand(stage.platform_raw, meta, ins))
+            except PlatformError as exc:
+                raise self.error(exc.message, ins) from None
+        parent = find_stage(self.stages, base_ref, before=stage.index)
+        total = len(stage.instructions) + 1
+        prefix = self.prefix(stage, platform)
+        if parent is not None and parent is not stage:
+            parent_state = await build(parent)
+            st = StageState(stage, platform, parent_state.state, copy.deepcopy(parent_state.image),
+                            dict(parent_state.env), {}, parent_state.workdir, parent_state.user,
+                            list(parent_state.shell), 0, total)
+        elif base_ref.lower() == "scratch":
+            image = {"architecture": platform.architecture, "os": platform.os, "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
+                     "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            if platform.variant:
+                image["variant"] = platform.variant
+            st = StageState(stage, platform, llb.scratch().platform(platform), image, {"PATH": DEFAULT_PATH},
+                            total=total)
+        else:
+            if not base_ref:
+                raise self.error("base name (${" + stage.base_raw.strip("${}") + "}) should not be blank", ins)
+            named = self.options.named_contexts.get(f"context:{base_ref}") or self.options.named_contexts.get(base_ref)
+            ref = base_ref
+            if named and named.startswith("docker-image://"):
+                ref = named[len("docker-image://"):]
+            try:
+                canonical = normalize_image_ref(ref)
+            except InvalidReferenceError as exc:
+                raise self.error(exc.message, ins) from None
+            config: dict = {}
+            pinned = canonical
+            if self.resolver is not None:
+                try:
+                    digest_ref, config = await self.resolver(canonical, platform)
+                except Exception as exc:
+                    message = getattr(exc, "message", str(exc))
+                    raise self.error(f"{canonical}: failed to resolve source metadata: {message}", ins) from None
+                name_part = canonical.split("@")[0]
+                pinned = name_part + "@" + digest_ref.split("@", 1)[1] if "@" in digest_ref else canonical
+            image = {"architecture": platform.architecture, "os": platform.os,
+                     "config": copy.deepcopy(config.get("config") or {}), "rootfs": {"type": "layers", "diff_ids": []},
+                     "history": copy.deepcopy(config.get("history") or [])}
+            if platform.variant:
+                image["variant"] = platform.variant
+            env = _env_dict(image["config"].get("Env") or [])
+            if "PATH" not in env and platform.os != "windows":
+                env["PATH"] = DEFAULT_PATH
+                image["config"]["Env"] = _env_list(env)
+            state = llb.image(pinned, platform=platform, constraints=self.constraints(
+                f"{prefix}1/{total}] FROM {pinned}", ins, stage))
+            st = StageState(stage, platform, state, image, env, {}, image["config"].get("WorkingDir") or "/",
+                            image["config"].get("User") or "", list(image["config"].get("Shell") or ["/bin/sh", "-c"]),
+                            total=total)
+            for trigger in image["config"].get("OnBuild") or []:
+                await self._onbuild(st, trigger, build)
+            image["config"].pop("OnBuild", None)
+        st.steps = 1
+        for ins in stage.instructions:
+            st.steps += 1
+            try:
+                await dispatch.dispatch(self, st, ins, build)
+            except DockerfileError as exc:
+                raise exc.located(self.filename, *ins.location) from None
+        return st
+
+    async def _onbuild(self, st: StageState, trigger: str, build) -> None:
+        try:
+            result = parse(trigger + "\n", filename=self.filename)
+        except DockerfileParseError as exc:
+            raise DockerfileError(f"failed to parse ONBUILD trigger: {exc.message}") from None
+        for child in result.ast.children:
+            ins = parse_instruction(child, in_onbuild=True)
+            await dispatch.dispatch(self, st, ins, build, onbuild=True)
+
+    def prefix(self, stage: Stage, platform: Platform) -> str:
+        text = "["
+        if self.multi_platform:
+            text += f"{platform} "
+        if len(self.stages) > 1:
+            text += f"{stage.display_name} "
+        return text
+
+    def step_name(self, st: StageState, ins: Instruction) -> str:
+        return f"{self.prefix(st.stage, st.platform)}{st.steps}/{st.total}] {ins.original.strip()}"
+
+    def constraints(self, name: str, ins: Instruction, stage: Stage, *, ignore_cache: bool | None = None) -> llb.Constraints:
+        no_cache = self.options.no_cache
+        ignore = ignore_cache if ignore_cache is not None else (
+            no_cache is not None and (not no_cache or stage.name in no_cache))
+        return llb.Constraints(custom_name=name, ignore_cache=ignore,
+                               locations=((self.source_map, (ins.location,)),))
+
+
+def _env_dict(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def _env_list(env: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in env.items()]
