@@ -39,6 +39,11 @@ def load_frontend_inputs(request, job: Job, resolver: Callable[[str, Platform], 
     dockerfile_local = "dockerfile" if "dockerfile" in request.local_dirs or not request.local_dirs else "context"
     name = posixpath.normpath(filename).lstrip("/")
     files = _fetch(job, dockerfile_local, [name, name + ".dockerignore"])
+    if name not in files and "filename" not in attrs:
+        fallback = _fetch(job, dockerfile_local, ["dockerfile", "dockerfile.dockerignore"])
+        if "dockerfile" in fallback:
+            name = "dockerfile"
+            files = fallback
     if name not in files:
         raise BuildError(f"failed to read dockerfile: open {filename}: no such file or directory",
                          hint="check --local dockerfile=DIR and --opt filename=NAME")

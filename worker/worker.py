@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -153,9 +154,41 @@ class Worker:
         cached = self._resolved.get(key)
         if cached is not None:
             return cached
-        resolved = await self.registry.resolve(parse_reference(ref), platform)
+        reference = parse_reference(ref)
+        resolved = self.local_image(reference, platform) or await self.registry.resolve(reference, platform)
         self._resolved[key] = resolved
         return resolved
+
+    def store_image(self, name: str, root) -> None:
+        """Remember an exported image by name (`type=image` without push), as BuildKit's image store."""
+        from pybuildkit.worker.registry.reference import parse_reference
+
+        self.meta.put("image:" + str(parse_reference(name).with_digest(None)), json.dumps(root.to_json()))
+
+    def local_image(self, reference, platform: Platform):
+        """An image this builder exported under that name, resolved for the platform, or None."""
+        from pybuildkit.worker.content.store import Descriptor
+        from pybuildkit.worker.registry.client import ResolvedImage, _matches
+
+        stored = self.meta.get("image:" + str(reference.with_digest(None)))
+        if stored is None or reference.digest:
+            return None
+        root = Descriptor.from_json(json.loads(stored))
+        if not self.content.has(root.digest):
+            return None
+        doc = json.loads(self.content.read_bytes(root.digest))
+        manifest_digest, manifest = root.digest, doc
+        if "manifests" in doc:
+            ranked = sorted(doc["manifests"], key=lambda m: -_matches(m.get("platform", {}), platform))
+            if not ranked or not _matches(ranked[0].get("platform", {}), platform):
+                return None
+            manifest_digest = ranked[0]["digest"]
+            manifest = json.loads(self.content.read_bytes(manifest_digest))
+        config_digest = manifest["config"]["digest"]
+        config = json.loads(self.content.read_bytes(config_digest))
+        layers = [Descriptor.from_json(layer) for layer in manifest.get("layers", [])]
+        return ResolvedImage(reference, root.digest, manifest_digest, manifest, config, config_digest, layers,
+                             manifest.get("mediaType", ""))
 
     async def unpack_image(self, resolved, ctx: OpContext | None) -> Snapshot:
         from pybuildkit.worker.ops.source_image import chain_ids, fetch_layers

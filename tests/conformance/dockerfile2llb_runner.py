@@ -49,6 +49,14 @@ def prepare_context(case_dir: Path, case: dict, run: dict, work: Path) -> Path:
     return ctx
 
 
+def substitute_registry(ctx: Path, registry_host: str) -> None:
+    for candidate in ctx.iterdir():
+        if candidate.is_file() and "ockerfile" in candidate.name:
+            text = candidate.read_text(errors="surrogateescape")
+            if "<registry>" in text:
+                candidate.write_text(text.replace("<registry>", registry_host), errors="surrogateescape")
+
+
 def _attrs(opts: dict) -> dict[str, str]:
     attrs: dict[str, str] = {}
     if opts.get("target"):

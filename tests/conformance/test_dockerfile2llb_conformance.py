@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import require_data
 from .dockerfile2llb_runner import (RunOutcome, check_errors, check_files, check_image_config, convert_only,
-                                    prepare_context, run_build)
+                                    prepare_context, run_build, substitute_registry)
 
 DATA = require_data("dockerfile2llb")
 CASES = sorted(p.parent.name for p in DATA.glob("*/case.json"))
@@ -34,6 +34,7 @@ def run_case(name: str, work: Path, registry_host: str, builder_config: Path) ->
         run_dir = work / f"run{index}"
         run_dir.mkdir(parents=True, exist_ok=True)
         ctx = prepare_context(case_dir, case, run, run_dir)
+        substitute_registry(ctx, registry_host)
         out = run_dir / "out"
         if opts.get("level") in ("dockerfile2llb", "instructions.ParseInstruction"):
             ok, stderr, config = convert_only(ctx, opts)

@@ -90,8 +90,6 @@ class ChecksumCache:
         includes = PatternMatcher(include_patterns) if include_patterns else None
         if wildcard and has_wildcard(rel):
             matches = _glob(root, rel)
-            if not matches:
-                raise ChecksumError(f'failed to calculate checksum of ref: "/{rel}": not found')
             h = hashlib.sha256()
             for match in matches:
                 h.update(match.encode() + b"\0")

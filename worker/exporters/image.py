@@ -40,6 +40,9 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
         await asyncio.to_thread(_write_tarball, worker, options, root)
     if options.push:
         await _push(worker, options, root, job)
+    if kind == "image" and attrs.get("store", "true") != "false":
+        for name in options.names:
+            worker.store_image(name, root)
     return response
 
 

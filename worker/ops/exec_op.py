@@ -99,7 +99,7 @@ class ExecOp:
             else:
                 stack.callback(root_layer.discard)
             mounts: list[Mount] = []
-            env = list(meta.env)
+            env = list(meta.env) + _proxy_env(meta)
             for mount in self.exec.mounts:
                 if mount.dest == "/":
                     continue
@@ -195,6 +195,9 @@ class ExecOp:
                 with worker.snapshots.view(source) as view:
                     src = _under(view, mount.selector)
                     await asyncio.to_thread(shutil.copytree, src, path, symlinks=True, dirs_exist_ok=True)
+                    st = os.stat(src)
+                    os.chown(path, st.st_uid, st.st_gid)
+                    os.chmod(path, st.st_mode & 0o7777)
             return Mount(mount.dest, "bind", path, mount.readonly)
         source = inputs[mount.input] if mount.input >= 0 else None
         if mount.readonly:
@@ -214,6 +217,18 @@ class ExecOp:
             raise BuildError(f"secret {secret_id}: not found",
                              hint=f"pass --secret id={secret_id},src=<file>")
         return data
+
+
+def _proxy_env(meta: pb.Meta) -> list[str]:
+    """Proxy settings as both spellings, as BuildKit passes them; they stay out of cache keys."""
+    if not meta.HasField("proxy_env"):
+        return []
+    out = []
+    for field in ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"):
+        value = getattr(meta.proxy_env, field)
+        if value:
+            out += [f"{field.upper()}={value}", f"{field}={value}"]
+    return out
 
 
 def _under(root: Path, selector: str) -> Path:

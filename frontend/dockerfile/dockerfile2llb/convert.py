@@ -52,6 +52,7 @@ class StageState:
     steps: int = 0
     total: int = 0
     cmd_set: bool = False
+    target_platform: Platform | None = None
 
     @property
     def config(self) -> dict:
@@ -214,7 +215,7 @@ class Converter:
                             dict(parent_state.env), {}, parent_state.workdir, parent_state.user,
                             list(parent_state.shell), 0, total)
         elif base_ref.lower() == "scratch":
-            image = {"architecture": platform.architecture, "os": platform.os, "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
+            image = {"architecture": platform.architecture, "os": platform.os, "config": {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"},
                      "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
             if platform.variant:
                 image["variant"] = platform.variant
@@ -259,6 +260,7 @@ class Converter:
                 await self._onbuild(st, trigger, build)
             image["config"].pop("OnBuild", None)
         st.steps = 1
+        st.target_platform = target_platform
         for ins in stage.instructions:
             st.steps += 1
             try:

@@ -83,8 +83,9 @@ async def dispatch_copy(conv: "Converter", st: "StageState", ins: Instruction, b
                 content = conv.expand(content, env, ins) if "$" in content else content
             target = dest_path + doc.name if dest_path.endswith("/") else dest_path
             step = dict(owner=chown, timestamp=None)
-            action = (llb.mkfile if action is None else action.mkfile)(
-                target, mode if mode is not None else 0o644, content.encode(), **step)
+            parent = posixpath.dirname(target.rstrip("/")) or "/"
+            action = (llb.mkdir if action is None else action.mkdir)(parent, 0o755, make_parents=True, owner=chown)
+            action = action.mkfile(target, mode if mode is not None else 0o644, content.encode(), **step)
             continue
         if is_add and re.match(r"^https?://", src) and not _GIT.match(src):
             checksum = str(ins.flags.get("checksum") or "")

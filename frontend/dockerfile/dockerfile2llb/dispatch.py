@@ -59,7 +59,7 @@ async def _label(conv, st, ins, build) -> None:
 async def _arg(conv, st, ins, build) -> None:
     meta_declared = conv.declared_meta()
     meta_env = conv.meta_env(st.platform)
-    automatic = conv.platform_args(st.platform, conv.options.target or st.stage.name or "default")
+    automatic = conv.platform_args(st.target_platform or st.platform, conv.options.target or st.stage.name or "default")
     for arg in ins.args:
         key, has_value, raw = arg.partition("=")
         if key in conv.options.build_args:
@@ -198,7 +198,33 @@ async def _healthcheck(conv, st, ins, build) -> None:
                 raise DockerfileError("--retries cannot be negative")
             check["Retries"] = retries
         st.config["Healthcheck"] = check
-    history(st, "HEALTHCHECK " + json.dumps(st.config["Healthcheck"]), empty=True)
+    history(st, "HEALTHCHECK " + _go_healthcheck(st.config["Healthcheck"]), empty=True)
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String for the whole-unit values HEALTHCHECK takes."""
+    if ns == 0:
+        return "0s"
+    for unit, size in (("h", 3600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6), ("µs", 10**3)):
+        if ns % size == 0 and ns >= size:
+            if unit in ("h", "m") and ns % size == 0:
+                hours, rest = divmod(ns, 3600 * 10**9)
+                minutes, seconds = divmod(rest, 60 * 10**9)
+                text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
+                return text + f"{seconds // 10**9}s"
+            return f"{ns // size}{unit}"
+    return f"{ns / 10**9:g}s"
+
+
+def _go_healthcheck(check: dict) -> str:
+    """fmt's %+v of upstream's HealthConfig, which is what its history records."""
+    test = "[" + " ".join(check.get("Test", [])) + "]"
+    if check.get("Test") == ["NONE"]:
+        return "{Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
+    parts = [f"Test:{test}"] + [f"{k}:{_go_duration(check.get(k, 0))}"
+                                 for k in ("Interval", "Timeout", "StartPeriod", "StartInterval")]
+    parts.append(f"Retries:{check.get('Retries', 0)}")
+    return "{" + " ".join(parts) + "}"
 
 
 async def _onbuild(conv, st, ins, build) -> None:

@@ -23,13 +23,19 @@ class DockerfileError(BuildError):
 
 
 def _distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    """Edit distance counting an adjacent transposition as one edit (bulid -> build)."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
 
 
 def did_you_mean(value: str, options: Iterable[str], *, case_insensitive: bool = True) -> str:
@@ -39,7 +45,7 @@ def did_you_mean(value: str, options: Iterable[str], *, case_insensitive: bool =
     for option in options:
         candidate = option.lower() if case_insensitive else option
         score = _distance(needle, candidate)
-        threshold = max(1, len(candidate) // 3 if len(candidate) > 3 else 1)
+        threshold = 2 if len(candidate) > 3 else 1
         if score <= threshold and (best_score is None or score < best_score):
             best, best_score = option, score
     return best

@@ -184,11 +184,11 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
             dest_exists_dir = True
         if a.attemptUnpackDockerCompatibility and not src_is_dir and _is_archive(src):
             if not dest.exists():
-                _mkdirs(dest_root, dest, a.createDestPath or True, owner)
+                _mkdirs(dest_root, dest, True, owner, a.mode)
             _unpack(src, dest, owner)
             continue
         if src_is_dir and (a.dirCopyContents or (not rel)):
-            _mkdirs(dest_root, dest, a.createDestPath or dest_is_dir_hint, owner)
+            _mkdirs(dest_root, dest, a.createDestPath or dest_is_dir_hint, owner, a.mode)
             with os.scandir(src) as it:
                 names = sorted(e.name for e in it)
             for name in names:
@@ -198,18 +198,18 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
                 copier.copy_entry(child, os.path.join(dest, name), name)
             continue
         if dest_is_dir_hint or dest_exists_dir:
-            _mkdirs(dest_root, dest, a.createDestPath or dest_is_dir_hint, owner)
+            _mkdirs(dest_root, dest, a.createDestPath or dest_is_dir_hint, owner, a.mode)
             target = dest / os.path.basename(os.fspath(src) if not rel else rel)
         else:
             if not dest.parent.exists():
                 if not a.createDestPath:
                     raise FileOpError(f"copy to /{dest_rel}: no such file or directory")
-                _mkdirs(dest_root, dest.parent, True, owner)
+                _mkdirs(dest_root, dest.parent, True, owner, a.mode)
             target = dest
         copier.copy_entry(os.fspath(src), os.fspath(target))
 
 
-def _mkdirs(root: Path, directory: Path, allowed: bool, owner: Owner | None) -> None:
+def _mkdirs(root: Path, directory: Path, allowed: bool, owner: Owner | None, mode: int = -1) -> None:
     if directory.is_dir():
         return
     if not allowed:
@@ -220,6 +220,7 @@ def _mkdirs(root: Path, directory: Path, allowed: bool, owner: Owner | None) -> 
         missing.append(current)
         current = current.parent
     for d in reversed(missing):
-        d.mkdir(mode=0o755)
+        d.mkdir()
+        os.chmod(d, mode & 0o7777 if mode >= 0 else 0o755)
         if owner is not None:
             os.lchown(d, owner.uid, owner.gid)
