@@ -2,6 +2,7 @@
 code serves daemonless builds and (later) builds whose files arrive over the client session."""
 from __future__ import annotations
 
+import os
 import posixpath
 import shutil
 import tempfile
@@ -21,9 +22,16 @@ def _fetch(job: Job, name: str, wanted: list[str]) -> dict[str, bytes]:
     tmp = Path(tempfile.mkdtemp(prefix="dockerfile-"))
     try:
         locals_.sync(LocalSyncRequest(name, include_patterns=tuple(wanted)), tmp)
+        links = {item: os.readlink(tmp / item) for item in wanted if (tmp / item).is_symlink()}
+        if links:  # a symlinked Dockerfile: fetch what it points at too (followpaths)
+            targets = tuple(posixpath.normpath(posixpath.join(posixpath.dirname(k), v)).lstrip("/")
+                            for k, v in links.items())
+            locals_.sync(LocalSyncRequest(name, include_patterns=tuple(wanted) + targets), tmp)
         found: dict[str, bytes] = {}
         for item in wanted:
             path = tmp / item
+            if path.is_symlink():
+                path = tmp / posixpath.normpath(posixpath.join(posixpath.dirname(item), os.readlink(path))).lstrip("/")
             if path.is_file():
                 found[item] = path.read_bytes()
         return found

@@ -171,9 +171,11 @@ class Worker:
         from pybuildkit.worker.registry.client import ResolvedImage, _matches
 
         stored = self.meta.get("image:" + str(reference.with_digest(None)))
-        if stored is None or reference.digest:
+        if stored is None:
             return None
         root = Descriptor.from_json(json.loads(stored))
+        if reference.digest and reference.digest != root.digest:
+            return None
         if not self.content.has(root.digest):
             return None
         doc = json.loads(self.content.read_bytes(root.digest))

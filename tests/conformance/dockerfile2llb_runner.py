@@ -34,7 +34,9 @@ def prepare_context(case_dir: Path, case: dict, run: dict, work: Path) -> Path:
         ctx.mkdir(parents=True)
     for entry in case.get("context_manifest", []):
         path = ctx / entry["path"]
-        if entry.get("type") == "symlink" and not os.path.lexists(path):
+        if entry.get("type") == "symlink" and not path.is_symlink():
+            if os.path.lexists(path):
+                path.unlink()  # git kept the link as a file holding its target
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(entry["target"], path)
         elif entry.get("type") == "dir":
@@ -44,6 +46,12 @@ def prepare_context(case_dir: Path, case: dict, run: dict, work: Path) -> Path:
             path.write_text(entry["content"])
         if entry.get("mode") and os.path.lexists(path) and not path.is_symlink():
             os.chmod(path, int(entry["mode"], 8))
+    dockerfile = ctx / "Dockerfile"
+    if dockerfile.is_file() and not dockerfile.is_symlink():
+        target = dockerfile.read_text(errors="replace").strip()
+        if target and "\n" not in target and (ctx / target).is_file():
+            dockerfile.unlink()  # git cannot keep the case's symlinked Dockerfile; recreate it
+            os.symlink(target, dockerfile)
     if opts.get("dockerfile_file"):
         shutil.copy(case_dir / opts["dockerfile_file"], ctx / (opts.get("filename") or "Dockerfile"))
     return ctx

@@ -110,9 +110,11 @@ class Converter:
             "TARGETSTAGE": stage_name,
         }
 
+    def target_stage_name(self) -> str:
+        return target_stage(self.stages, self.options.target).name or "default"
+
     def meta_env(self, target: Platform) -> dict[str, str]:
-        target_stage_obj = target_stage(self.stages, self.options.target)
-        env = self.platform_args(target, target_stage_obj.name or "default")
+        env = self.platform_args(target, self.target_stage_name())
         for ins in self.meta_args:
             for arg in ins.args:
                 key, has_value, value = arg.partition("=")
@@ -195,7 +197,20 @@ class Converter:
             visiting.discard(stage.index)
             done.add(stage.index)
 
-        visit(target)
+        for stage in self.stages[: target.index + 1]:  # in file order, as upstream reports cycles
+            if stage.index in self._needed(target):
+                visit(stage)
+
+    def _needed(self, target: Stage) -> set[int]:
+        needed: set[int] = set()
+        pending = [target]
+        while pending:
+            stage = pending.pop()
+            if stage.index in needed:
+                continue
+            needed.add(stage.index)
+            pending.extend(self._deps(stage))
+        return needed
 
     async def _stage(self, stage: Stage, target_platform: Platform, meta: dict[str, str], build) -> StageState:
         ins = stage.from_instruction
@@ -214,6 +229,8 @@ class Converter:
             st = StageState(stage, platform, parent_state.state, copy.deepcopy(parent_state.image),
                             dict(parent_state.env), {}, parent_state.workdir, parent_state.user,
                             list(parent_state.shell), 0, total)
+            for trigger in st.config.pop("OnBuild", None) or []:
+                await self._onbuild(st, trigger, build)
         elif base_ref.lower() == "scratch":
             image = {"architecture": platform.architecture, "os": platform.os, "config": {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"},
                      "rootfs": {"type": "layers", "diff_ids": []}, "history": []}

@@ -105,7 +105,7 @@ async def dispatch_copy(conv: "Converter", st: "StageState", ins: Instruction, b
         state = src_state if src_state is not None else context_state(conv)
         src_path = posixpath.normpath("/" + src) if src not in ("", ".") else "/"
         action = _copy(action, state, src_path, dest_path, chown, mode, mode_str, excludes, ins,
-                       contents=True, unpack=is_add and src_state is None)
+                       contents=True, unpack=is_add and src_state is None and ins.flags.get("unpack") is not False)
     if action is None:
         return
     constraints = conv.constraints(conv.step_name(st, ins), ins, st.stage)

@@ -59,7 +59,7 @@ async def _label(conv, st, ins, build) -> None:
 async def _arg(conv, st, ins, build) -> None:
     meta_declared = conv.declared_meta()
     meta_env = conv.meta_env(st.platform)
-    automatic = conv.platform_args(st.target_platform or st.platform, conv.options.target or st.stage.name or "default")
+    automatic = conv.platform_args(st.target_platform or st.platform, conv.target_stage_name())
     for arg in ins.args:
         key, has_value, raw = arg.partition("=")
         if key in conv.options.build_args:
