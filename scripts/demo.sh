@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-exec .venv/bin/python -m pybuildkit.appliance.demo "$@"
+exec .venv/bin/python scripts/demo.py "$@"

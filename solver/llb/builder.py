@@ -581,7 +581,7 @@ def git(remote: str, ref: str = "", *, keep_git_dir: bool = False, subdir: str =
         constraints: Constraints = Constraints()) -> State:
     attrs: dict[str, str] = {}
     url = remote
-    for scheme in ("https://", "http://", "ssh://", "git://"):
+    for scheme in ("https://", "http://", "ssh://", "git://", "file://"):
         if remote.startswith(scheme):
             attrs["git.fullurl"] = remote
             url = remote[len(scheme):]

@@ -58,5 +58,5 @@ class LocalSource:
         async with self.worker.local_lock(mirror):
             snap = await asyncio.to_thread(
                 self.worker.snapshots.import_directory, mirror, None,
-                description=f"local source for {self.name}", record_type="source.local")
+                description=f"local source for {self.name}", record_type="source.local", hardlink=True)
         return [snap]

@@ -89,7 +89,7 @@ class GitSource:
 
 def _git_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", GIT_PROTOCOL_FROM_USER="0")
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1")
     return env
 
 

@@ -203,14 +203,19 @@ class SnapshotStore:
         return self.create(layers, description=description, record_type=record_type)
 
     def import_directory(self, source: Path, parent: Snapshot | None, *, description: str = "",
-                         record_type: str = "regular", move: bool = False) -> Snapshot:
-        """Commit a prepared directory as a new layer (image layers, local sources)."""
+                         record_type: str = "regular", move: bool = False, hardlink: bool = False) -> Snapshot:
+        """Commit a prepared directory as a new layer (image layers, local sources).
+
+        `hardlink` shares file inodes with `source`; only for sources that replace files by
+        renaming instead of rewriting them (the local-source mirror does), since a layer must
+        never change afterwards.
+        """
         layer = self.new_layer(parent)
         if move:
             layer.path.rmdir()
             os.rename(source, layer.path)
         else:
-            run(["cp", "-a", "--reflink=auto", f"{source}/.", str(layer.path)])
+            run(["cp", "-a", "--link" if hardlink else "--reflink=auto", f"{source}/.", str(layer.path)])
         return layer.commit(description=description, record_type=record_type)
 
     # ------------------------------------------------------------------ views

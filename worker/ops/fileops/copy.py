@@ -13,6 +13,7 @@ import stat as st_mod
 from pathlib import Path
 
 from pybuildkit.solver.pb import ops_pb2 as pb
+from pybuildkit.worker.process import run
 from pybuildkit.worker.fsutil.patterns import PatternMatcher, has_wildcard, match_wildcard
 from pybuildkit.worker.layer.paths import clean_relative, parent_in_root, resolve_in_root
 from pybuildkit.worker.ops.fileops.actions import FileOpError, Owner
@@ -189,6 +190,10 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
             continue
         if src_is_dir and (a.dirCopyContents or (not rel)):
             _mkdirs(dest_root, dest, a.createDestPath or dest_is_dir_hint, owner, a.mode)
+            if _plain(a, owner) and not any(os.scandir(dest)):
+                # nothing to filter or rewrite: let cp(1) copy the tree in C (reflinks where possible)
+                run(["cp", "-a", "--reflink=auto", f"{src}/.", f"{dest}/"])
+                continue
             with os.scandir(src) as it:
                 names = sorted(e.name for e in it)
             for name in names:
@@ -207,6 +212,11 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
                 _mkdirs(dest_root, dest.parent, True, owner, a.mode)
             target = dest
         copier.copy_entry(os.fspath(src), os.fspath(target))
+
+
+def _plain(a: pb.FileActionCopy, owner: Owner | None) -> bool:
+    return (owner is None and a.mode < 0 and not a.modeStr and a.timestamp < 0 and not a.include_patterns
+            and not a.exclude_patterns and not a.attemptUnpackDockerCompatibility)
 
 
 def _mkdirs(root: Path, directory: Path, allowed: bool, owner: Owner | None, mode: int = -1) -> None:
