@@ -191,8 +191,12 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
         if src_is_dir and (a.dirCopyContents or (not rel)):
             _mkdirs(dest_root, dest, a.createDestPath or dest_is_dir_hint, owner, a.mode)
             if _plain(a, owner) and not any(os.scandir(dest)):
-                # nothing to filter or rewrite: let cp(1) copy the tree in C (reflinks where possible)
+                # nothing to filter or rewrite: let cp(1) copy the tree in C (reflinks where possible);
+                # the destination directory itself keeps its own owner and mode, as upstream's copy does
+                before = os.stat(dest)
                 run(["cp", "-a", "--reflink=auto", f"{src}/.", f"{dest}/"])
+                os.chown(dest, before.st_uid, before.st_gid)
+                os.chmod(dest, before.st_mode & 0o7777)
                 continue
             with os.scandir(src) as it:
                 names = sorted(e.name for e in it)
