@@ -171,14 +171,11 @@ def validate_output(output: Output) -> None:
 
 
 def make_builder(config, *, log=None) -> Builder:
-    from pybuildkit.worker.registry.hosts import RegistryHostConfig
     from pybuildkit.worker.worker import WorkerConfig
 
-    registries = {host: RegistryHostConfig(mirrors=r.mirrors, http=r.http, insecure=r.insecure, ca=r.ca,
-                                           keypairs=r.keypairs) for host, r in config.registries.items()}
     worker = Worker(WorkerConfig(root=config.root, snapshotter=config.worker.snapshotter,
                                  binary=config.worker.binary, max_parallelism=config.worker.max_parallelism,
                                  insecure_entitlements=config.insecure_entitlements,
-                                 registries=registries, platform=host_platform()), log=log)
+                                 registries=config.registries, platform=host_platform()), log=log)
     worker.check()
     return Builder(worker, max_parallelism=config.worker.max_parallelism)

@@ -13,19 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pybuildkit.solver.errors import ConfigError
+from pybuildkit.worker.registry.hosts import RegistryHostConfig
 
 KNOWN_ENTITLEMENTS = ("network.host", "security.insecure", "device")
 SNAPSHOTTERS = ("auto", "overlayfs", "fuse-overlayfs", "native")
 DEFAULT_CONFIG = Path("/etc/pybuildkit/pybuildkitd.toml")
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    mirrors: tuple[str, ...] = ()
-    http: bool = False
-    insecure: bool = False
-    ca: tuple[str, ...] = ()
-    keypairs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,7 +43,7 @@ class GRPCConfig:
 class Config:
     root: Path
     insecure_entitlements: tuple[str, ...] = ()
-    registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
+    registries: Mapping[str, RegistryHostConfig] = field(default_factory=dict)
     worker: OCIWorkerConfig = field(default_factory=OCIWorkerConfig)
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
     debug: bool = False
@@ -103,11 +95,11 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         if ent not in KNOWN_ENTITLEMENTS:
             raise ConfigError(f"{where}: insecure-entitlements: unknown entitlement {ent!r}",
                               hint="known: " + ", ".join(KNOWN_ENTITLEMENTS))
-    registries: dict[str, RegistryConfig] = {}
+    registries: dict[str, RegistryHostConfig] = {}
     for host, reg in expect(data.get("registry", {}), dict, "registry").items():
         expect(reg, dict, f"registry.{host!r}")
         keypairs = tuple((kp.get("key", ""), kp.get("cert", "")) for kp in reg.get("keypair", []))
-        registries[host] = RegistryConfig(
+        registries[host] = RegistryHostConfig(
             mirrors=tuple(expect(reg.get("mirrors", []), list, f'registry."{host}".mirrors')),
             http=bool(expect(reg.get("http", False), bool, f'registry."{host}".http')),
             insecure=bool(expect(reg.get("insecure", False), bool, f'registry."{host}".insecure')),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
-from pybuildkit.worker.fsutil.patterns import PatternMatcher, has_wildcard, match_wildcard
+from pybuildkit.worker.fsutil.patterns import PatternMatcher, glob_in_root, has_wildcard
 from pybuildkit.worker.layer.paths import clean_relative, resolve_in_root
 
 _BIG = 1 << 20
@@ -89,7 +89,7 @@ class ChecksumCache:
         excludes = PatternMatcher(exclude_patterns) if exclude_patterns else None
         includes = PatternMatcher(include_patterns) if include_patterns else None
         if wildcard and has_wildcard(rel):
-            matches = _glob(root, rel)
+            matches = glob_in_root(root, rel)
             h = hashlib.sha256()
             for match in matches:
                 h.update(match.encode() + b"\0")
@@ -102,28 +102,6 @@ class ChecksumCache:
         if not os.path.lexists(target):
             raise ChecksumError(f'failed to calculate checksum of ref: "/{rel}": not found')
         return self._node(os.fspath(target), excludes, includes, "")
-
-
-def _glob(root: Path, pattern: str) -> list[str]:
-    """Relative paths under root matching a wildcard pattern element by element."""
-    parts = pattern.split("/")
-    current = [""]
-    for index, part in enumerate(parts):
-        following: list[str] = []
-        for base in current:
-            directory = resolve_in_root(root, base) if base else Path(root)
-            if not has_wildcard(part):
-                candidate = f"{base}/{part}" if base else part
-                if os.path.lexists(resolve_in_root(root, candidate, follow_last=False)):
-                    following.append(candidate)
-                continue
-            try:
-                names = sorted(os.listdir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            following += [f"{base}/{n}" if base else n for n in names if match_wildcard(part, n)]
-        current = following
-    return current
 
 
 def checksum(root: Path, path: str, **options) -> str:

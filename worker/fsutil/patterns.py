@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -135,3 +136,27 @@ def match_wildcard(pattern: str, name: str) -> bool:
     """Go's filepath.Match: like the patterns above but without `**` or directory matching."""
     regex = _regex(pattern.replace("**", "*"))
     return bool(regex.match(name))
+
+
+def glob_in_root(root: Path, pattern: str) -> list[str]:
+    """Relative paths under `root` matching a wildcard path element by element (Go's filepath.Glob,
+    resolving each parent inside the root so links cannot lead outside it)."""
+    import os
+
+    from pybuildkit.worker.layer.paths import resolve_in_root
+
+    current = [""]
+    for part in pattern.split("/"):
+        following: list[str] = []
+        for base in current:
+            if not has_wildcard(part):
+                following.append(f"{base}/{part}" if base else part)
+                continue
+            directory = resolve_in_root(root, base) if base else root
+            try:
+                names = sorted(os.listdir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            following += [f"{base}/{n}" if base else n for n in names if match_wildcard(part, n)]
+        current = following
+    return [c for c in current if os.path.lexists(resolve_in_root(root, c, follow_last=False))]

@@ -65,7 +65,7 @@ def mkdir(root: Path, a: pb.FileActionMkDir, owner: Owner | None) -> None:
     if not parent.exists():
         if not a.makeParents:
             raise FileOpError(f"mkdir /{rel}: no such file or directory")
-        _make_parents(root, parent, owner, a.timestamp)
+        make_parents(root, parent, owner, 0o755, a.timestamp)
     if os.path.lexists(target):
         if target.is_dir():
             return
@@ -76,16 +76,18 @@ def mkdir(root: Path, a: pb.FileActionMkDir, owner: Owner | None) -> None:
     set_time(target, a.timestamp)
 
 
-def _make_parents(root: Path, parent: Path, owner: Owner | None, timestamp: int) -> None:
+def make_parents(root: Path, directory: Path, owner: Owner | None, mode: int = 0o755, timestamp: int = -1) -> None:
+    """Create `directory` and its missing parents under root, each with mode, owner and time."""
     missing = []
-    current = parent
+    current = directory
     while not current.exists() and current != root:
         missing.append(current)
         current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o755)
-        chown(directory, owner)
-        set_time(directory, timestamp)
+    for path in reversed(missing):
+        path.mkdir()
+        os.chmod(path, mode)
+        chown(path, owner)
+        set_time(path, timestamp)
 
 
 def mkfile(root: Path, a: pb.FileActionMkFile, owner: Owner | None) -> None:

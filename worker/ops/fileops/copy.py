@@ -14,29 +14,10 @@ from pathlib import Path
 
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.worker.process import run
-from pybuildkit.worker.fsutil.patterns import PatternMatcher, has_wildcard, match_wildcard
+from pybuildkit.worker.fsutil.patterns import PatternMatcher, glob_in_root, has_wildcard
 from pybuildkit.worker.layer.paths import clean_relative, parent_in_root, resolve_in_root
-from pybuildkit.worker.ops.fileops.actions import FileOpError, Owner
+from pybuildkit.worker.ops.fileops.actions import FileOpError, Owner, make_parents
 from pybuildkit.worker.ops.fileops.chmod import apply_mode_str
-
-
-def _glob(root: Path, rel: str) -> list[str]:
-    parts = rel.split("/")
-    current = [""]
-    for part in parts:
-        following: list[str] = []
-        for base in current:
-            if not has_wildcard(part):
-                following.append(f"{base}/{part}" if base else part)
-                continue
-            directory = resolve_in_root(root, base) if base else root
-            try:
-                names = sorted(os.listdir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            following += [f"{base}/{n}" if base else n for n in names if match_wildcard(part, n)]
-        current = following
-    return [c for c in current if os.path.lexists(resolve_in_root(root, c, follow_last=False))]
 
 
 class _Copier:
@@ -159,7 +140,7 @@ def _unpack(archive: Path, dest_dir: Path, owner: Owner | None) -> None:
 def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | None) -> None:
     src_rel = clean_relative(a.src)
     if a.allowWildcard and has_wildcard(src_rel):
-        sources = _glob(src_root, src_rel)
+        sources = glob_in_root(src_root, src_rel)
         if not sources:
             if a.allowEmptyWildcard:
                 return
@@ -228,13 +209,4 @@ def _mkdirs(root: Path, directory: Path, allowed: bool, owner: Owner | None, mod
         return
     if not allowed:
         raise FileOpError(f"copy to /{directory.relative_to(root)}: no such file or directory")
-    missing = []
-    current = directory
-    while not current.exists() and current != root:
-        missing.append(current)
-        current = current.parent
-    for d in reversed(missing):
-        d.mkdir()
-        os.chmod(d, mode & 0o7777 if mode >= 0 else 0o755)
-        if owner is not None:
-            os.lchown(d, owner.uid, owner.gid)
+    make_parents(root, directory, owner, mode & 0o7777 if mode >= 0 else 0o755)
