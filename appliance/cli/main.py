@@ -179,6 +179,9 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
 
 
 def _print_error(exc: BuildError) -> None:
+    excerpt = getattr(exc, "excerpt", None)
+    if callable(excerpt) and excerpt():
+        print(excerpt(), file=sys.stderr)
     tail = getattr(exc, "output_tail", None) or getattr(getattr(exc, "__cause__", None), "output_tail", None)
     if tail:
         print("------", file=sys.stderr)

@@ -72,6 +72,15 @@ def _options(inputs: FrontendInputs) -> Options:
 
 
 async def build(inputs: FrontendInputs) -> FrontendResult:
+    try:
+        return await _build(inputs)
+    except DockerfileError as exc:
+        if exc.source is None:
+            exc.source = inputs.dockerfile
+        raise
+
+
+async def _build(inputs: FrontendInputs) -> FrontendResult:
     ref, _, location, found = detect_syntax(inputs.dockerfile)
     warnings: list = []
     if found:

@@ -15,6 +15,22 @@ class DockerfileError(BuildError):
         self.filename = filename
         self.start_line = start_line
         self.end_line = end_line or start_line
+        self.source: bytes | None = None  # the Dockerfile, for showing the lines around the error
+
+    def excerpt(self) -> str:
+        """`Dockerfile:N` and the numbered lines around it, as buildctl prints them."""
+        if not self.start_line:
+            return ""
+        lines = [f"{self.filename}:{self.start_line}" + (f"-{self.end_line}" if self.end_line != self.start_line else "")]
+        if self.source is not None:
+            text = self.source.decode("utf-8", "replace").split("\n")
+            first, last = max(1, self.start_line - 2), min(len(text), self.end_line + 2)
+            lines.append("-" * 20)
+            for number in range(first, last + 1):
+                marker = ">>>" if self.start_line <= number <= self.end_line else "   "
+                lines.append(f" {number:>3} | {marker} {text[number - 1]}")
+            lines.append("-" * 20)
+        return "\n".join(lines)
 
     def located(self, filename: str, start: int, end: int) -> "DockerfileError":
         if not self.start_line:
