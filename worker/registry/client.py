@@ -79,6 +79,7 @@ class RegistryClient:
         self._tokens = TokenCache()
         self._http_fallback: set[str] = set()
         self._fetch_locks: dict[str, asyncio.Lock] = {}
+        self._pushed: dict[tuple[str, str], str] = {}  # (host, digest) -> a repository that has it
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -296,7 +297,16 @@ class RegistryClient:
     async def push(self, targets: Sequence[Reference], root: Descriptor, *, progress=None,
                    hosts: RegistryHosts | None = None) -> None:
         blobs, manifests = self._walk(root)
-        await gather_or_cancel(*(self._push_one(t, root, blobs, manifests, hosts or self.hosts) for t in targets))
+        by_registry: dict[str, list[Reference]] = {}
+        for target in targets:
+            by_registry.setdefault(target.domain, []).append(target)
+
+        async def one_registry(group: list[Reference]) -> None:
+            # repositories of one registry go one after the other, so later ones mount the blobs
+            for target in group:
+                await self._push_one(target, root, blobs, manifests, hosts or self.hosts)
+
+        await gather_or_cancel(*(one_registry(group) for group in by_registry.values()))
 
     def _walk(self, root: Descriptor) -> tuple[list[Descriptor], list[tuple[Descriptor, bytes]]]:
         blobs: dict[str, Descriptor] = {}
@@ -341,9 +351,19 @@ class RegistryClient:
         base = f"{endpoint.base_url}/v2/{target.path}/blobs"
         head = await self._send(endpoint, "HEAD", f"{base}/{desc.digest}", scope=scope)
         if head.status_code == 200:
+            self._pushed[(endpoint.host, desc.digest)] = target.path
             return
         self._check(endpoint, head, allow=(404,))
-        start = await self._send(endpoint, "POST", f"{base}/uploads/", scope=scope)
+        source_repo = self._pushed.get((endpoint.host, desc.digest))
+        if source_repo is not None and source_repo != target.path:
+            # cross-repository mount: the registry links the blob instead of receiving it again
+            mounted = await self._send(endpoint, "POST", f"{base}/uploads/", scope=scope,
+                                       params={"mount": desc.digest, "from": source_repo})
+            if mounted.status_code == 201:
+                return
+            start = mounted
+        else:
+            start = await self._send(endpoint, "POST", f"{base}/uploads/", scope=scope)
         self._check(endpoint, start, allow=(202,))
         location = self._absolute(endpoint, start.headers["Location"])
         size = self.store.size(desc.digest)
@@ -352,6 +372,7 @@ class RegistryClient:
             done = await self._send(endpoint, "PUT", location, scope=scope, params={"digest": desc.digest},
                                     content=data, headers={"Content-Type": "application/octet-stream"})
             self._check(endpoint, done, allow=(201,))
+            self._pushed[(endpoint.host, desc.digest)] = target.path
             return
         offset = 0
         with self.store.open(desc.digest) as handle:
@@ -365,6 +386,7 @@ class RegistryClient:
                 offset += len(chunk)
         done = await self._send(endpoint, "PUT", location, scope=scope, params={"digest": desc.digest})
         self._check(endpoint, done, allow=(201,))
+        self._pushed[(endpoint.host, desc.digest)] = target.path
 
     async def _put_manifest(self, endpoint: Endpoint, target: Reference, desc: Descriptor, data: bytes,
                             tag: str, scope: str) -> None:

@@ -102,3 +102,30 @@ def test_push_survives_500s_and_a_reset(pybuildctl, base_image, registry, builde
                        check=True, capture_output=True)
     finally:
         proxy.stop()
+
+
+def test_second_repository_on_the_same_registry_mounts_blobs(pybuildctl, base_image, registry, tmp_path) -> None:
+    """The layer goes over the wire once; the second repository gets it by a cross-repository mount."""
+    from tests.fixtures.counting_proxy import start_counting_proxy
+
+    proxy = start_counting_proxy(registry.host)
+    try:
+        config = _config(tmp_path / "cfg.toml", f'[registry."{proxy.host}"]\nhttp = true\n',
+                         _builder_config_path(tmp_path, registry))
+        definition = llb.image(base_image).add_env("PATH", llb.DEFAULT_PATH).run(
+            ["/bin/sh", "-c", "head -c 100000 /dev/urandom > /blob"]).root().marshal().SerializeToString()
+        names = f'"name={proxy.host}/mount/one:1,{proxy.host}/mount/two:1"'
+        pybuildctl(["--output", f"type=image,{names},push=true"], stdin=definition, config=config)
+        assert proxy.mounts, "the second repository mounted blobs from the first"
+        assert all(count == 1 for count in proxy.uploads.values()), proxy.uploads
+        for repo in ("one", "two"):
+            subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/mount/{repo}:1"],
+                           check=True, capture_output=True)
+    finally:
+        proxy.stop()
+
+
+def _builder_config_path(tmp_path: Path, registry) -> Path:
+    path = tmp_path / "base.toml"
+    path.write_text(f'[registry."docker.io"]\nmirrors = ["{registry.host}"]\n[registry."{registry.host}"]\nhttp = true\n')
+    return path
