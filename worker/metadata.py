@@ -14,6 +14,8 @@ class MetadataStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS file_digests (dev INTEGER, ino INTEGER, size INTEGER, "
+                         "mtime INTEGER, ctime INTEGER, digest TEXT NOT NULL, PRIMARY KEY (dev, ino, size, mtime, ctime))")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> str | None:
@@ -29,6 +31,21 @@ class MetadataStore:
     def delete_prefix(self, prefix: str) -> int:
         with self._lock:
             return self._db.execute("DELETE FROM meta WHERE key >= ? AND key < ?", (prefix, prefix + "\uffff")).rowcount
+
+    def file_digests(self) -> dict[tuple[int, int, int, int, int], str]:
+        """The persisted content-digest memo of files (see contenthash.ChecksumCache)."""
+        with self._lock:
+            rows = self._db.execute("SELECT dev, ino, size, mtime, ctime, digest FROM file_digests").fetchall()
+        return {tuple(row[:5]): row[5] for row in rows}
+
+    def save_file_digests(self, items: dict[tuple[int, int, int, int, int], str]) -> None:
+        if not items:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(*key, digest) for key, digest in items.items()])
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

@@ -54,7 +54,7 @@ class Worker:
         self.meta = MetadataStore(root / "worker.db")
         self.cache_mounts = CacheMounts(root / "cachemounts")
         self.executor = Executor(root / "executor", binary=config.binary, log=self.log)
-        self.checksums = ChecksumCache()
+        self.checksums = ChecksumCache(known=self.meta.file_digests())
         self._local_locks: dict[Path, asyncio.Lock] = {}
         self._registry = None
         self._resolved: dict[tuple[str, str], object] = {}
@@ -126,7 +126,9 @@ class Worker:
                                                          follow_links=dep.follow_links))
                 return "sha256:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
-        return await asyncio.to_thread(compute)
+        digest = await asyncio.to_thread(compute)
+        await asyncio.to_thread(self.meta.save_file_digests, self.checksums.fresh())
+        return digest
 
     def load_result(self, result_id: str) -> Snapshot | None:
         return self.snapshots.get(result_id)

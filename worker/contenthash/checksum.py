@@ -30,19 +30,33 @@ def _header(st: os.stat_result, link: str) -> bytes:
     return f"{kind:o}:{st_mod.S_IMODE(st.st_mode):o}:{st.st_uid}:{st.st_gid}:{link}".encode()
 
 
-class ChecksumCache:
-    """Remembers file content digests by (device, inode, size, mtime) across calls."""
+FileKey = tuple[int, int, int, int, int]
 
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self._files: dict[tuple[int, int, int, int], str] = {}
+
+class ChecksumCache:
+    """Remembers file content digests by (device, inode, size, mtime, ctime) across calls.
+
+    `known` seeds it (a persisted memo from earlier processes); `fresh()` returns what was
+    hashed since, for the owner to persist. Any write to a file changes its ctime, so a stale
+    entry cannot be hit.
+    """
+
+    def __init__(self, max_entries: int = 400_000, known: dict[FileKey, str] | None = None) -> None:
+        self._files: dict[FileKey, str] = dict(known or {})
+        self._new: dict[FileKey, str] = {}
         self._max = max_entries
         self._lock = threading.Lock()
+
+    def fresh(self) -> dict[FileKey, str]:
+        with self._lock:
+            out, self._new = self._new, {}
+        return out
 
     def invalidate(self, root: Path) -> None:
         return  # keys are inode-based: a replaced or modified file gets a new key by itself
 
     def _file_digest(self, path: str, st: os.stat_result) -> str:
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._lock:
             found = self._files.get(key)
         if found is not None:
@@ -56,6 +70,7 @@ class ChecksumCache:
             if len(self._files) > self._max:
                 self._files.clear()
             self._files[key] = digest
+            self._new[key] = digest
         return digest
 
     def _node(self, path: str, matcher: PatternMatcher | None, include: PatternMatcher | None, rel: str) -> str:

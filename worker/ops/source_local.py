@@ -48,6 +48,7 @@ class LocalSource:
         async with self.worker.local_lock(mirror):
             await asyncio.to_thread(providers.locals.sync, self.request, mirror)
             self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
+            await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
         digest = "sha256:" + hashlib.sha256(
             json.dumps(["local", self.checksum, self.request.include_patterns,
                         self.request.exclude_patterns, self.request.follow_paths]).encode()).hexdigest()
