@@ -175,6 +175,8 @@ class Solver:
                 shared.waiters -= 1
                 if shared.waiters == 0:
                     shared.task.cancel()
+                    # wait for its clean-up (killing the container, removing mounts) to finish
+                    await asyncio.gather(shared.task, return_exceptions=True)
                 raise
             shared.waiters -= 1
         except asyncio.CancelledError:
