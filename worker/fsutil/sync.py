@@ -10,6 +10,7 @@ import shutil
 import stat as st_mod
 from dataclasses import dataclass
 from pathlib import Path
+from pybuildkit.worker.fsutil.compare import same_metadata
 
 from pybuildkit.worker.fsutil.walk import Entry, WalkOptions, walk
 
@@ -20,18 +21,6 @@ class SyncStats:
     bytes_copied: int = 0
     removed: int = 0
     unchanged: int = 0
-
-
-def _same(src: os.stat_result, dest: os.stat_result, src_path: str, dest_path: str) -> bool:
-    if st_mod.S_IFMT(src.st_mode) != st_mod.S_IFMT(dest.st_mode):
-        return False
-    if (src.st_mode, src.st_uid, src.st_gid) != (dest.st_mode, dest.st_uid, dest.st_gid):
-        return False
-    if st_mod.S_ISLNK(src.st_mode):
-        return os.readlink(src_path) == os.readlink(dest_path)
-    if st_mod.S_ISREG(src.st_mode):
-        return src.st_size == dest.st_size and src.st_mtime_ns == dest.st_mtime_ns
-    return True
 
 
 def _remove(path: str) -> None:
@@ -89,7 +78,7 @@ def sync_dir(src: Path, dest: Path, opts: WalkOptions, *, preserve_owner: bool =
             current = os.lstat(target)
         except FileNotFoundError:
             current = None
-        if current is not None and _same(entry.stat, current, entry.path, target):
+        if current is not None and same_metadata(entry.stat, current, entry.path, target):
             stats.unchanged += 1
         else:
             _apply(entry, target, preserve_owner, stats)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from pybuildkit.worker.fsutil.compare import same_metadata
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
@@ -61,22 +62,6 @@ def changes_from_overlay_upper(upper: Path) -> list[Change]:
     return out
 
 
-def _same(a: os.stat_result, b: os.stat_result, a_path: str, b_path: str) -> bool:
-    if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
-        return False
-    if (a.st_mode, a.st_uid, a.st_gid) != (b.st_mode, b.st_uid, b.st_gid):
-        return False
-    if stat.S_ISLNK(a.st_mode):
-        return os.readlink(a_path) == os.readlink(b_path)
-    if stat.S_ISDIR(a.st_mode):
-        return True
-    if stat.S_ISCHR(a.st_mode) or stat.S_ISBLK(a.st_mode):
-        return a.st_rdev == b.st_rdev
-    if a.st_size != b.st_size or a.st_mtime_ns != b.st_mtime_ns:
-        return False
-    return True
-
-
 def changes_between(lower: Path | None, upper: Path) -> list[Change]:
     out: list[Change] = []
 
@@ -97,7 +82,7 @@ def changes_between(lower: Path | None, upper: Path) -> list[Change]:
             st = entry.stat(follow_symlinks=False)
             low_path = os.path.join(low, name) if low is not None and name in lower_names else None
             low_st = os.lstat(low_path) if low_path else None
-            same = low_st is not None and _same(low_st, st, low_path, entry.path)
+            same = low_st is not None and same_metadata(low_st, st, low_path, entry.path)
             position = len(out)
             if stat.S_ISDIR(st.st_mode):
                 child_low = low_path if low_st is not None and stat.S_ISDIR(low_st.st_mode) else None
