@@ -9,7 +9,7 @@ from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_instruction
 from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
-from pybuildkit.frontend.dockerfile.shell import Lex, ShellError
+from pybuildkit.frontend.dockerfile.shell import Lex, ShellError, env_from_list
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.llb.imageref import InvalidReferenceError, normalize_image_ref
 from pybuildkit.solver.platforms import Platform, PlatformError, parse_platform
@@ -264,7 +264,7 @@ class Converter:
                      "history": copy.deepcopy(config.get("history") or [])}
             if platform.variant:
                 image["variant"] = platform.variant
-            env = _env_dict(image["config"].get("Env") or [])
+            env = env_from_list(image["config"].get("Env") or [])
             if "PATH" not in env and platform.os != "windows":
                 env["PATH"] = DEFAULT_PATH
                 image["config"]["Env"] = _env_list(env)
@@ -312,14 +312,6 @@ class Converter:
             no_cache is not None and (not no_cache or stage.name in no_cache))
         return llb.Constraints(custom_name=name, ignore_cache=ignore,
                                locations=((self.source_map, (ins.location,)),))
-
-
-def _env_dict(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
 
 
 def _env_list(env: Mapping[str, str]) -> list[str]:
