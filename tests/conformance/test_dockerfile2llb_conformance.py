@@ -17,8 +17,6 @@ from .dockerfile2llb_runner import (RunOutcome, check_errors, check_files, check
 DATA = require_data("dockerfile2llb")
 CASES = sorted(p.parent.name for p in DATA.glob("*/case.json"))
 XFAIL: dict[str, str] = {
-    "copy_parents_missing": "COPY --parents (the /./ pivot and ** with parent directories kept) is not implemented yet",
-    "copy_relative_parents_pivot": "COPY --parents (the /./ pivot and ** with parent directories kept) is not implemented yet",
     "run_mount_ssh_params": "the forwarded ssh socket is bind-mounted as is; uid/gid/mode need a per-mount proxy socket",
 }
 RESULTS: dict[str, RunOutcome] = {}

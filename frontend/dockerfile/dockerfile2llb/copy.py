@@ -103,6 +103,9 @@ async def dispatch_copy(conv: "Converter", st: "StageState", ins: Instruction, b
         if re.match(r"^[a-z]+://", src) and not is_add:
             raise DockerfileError("source can't be a URL for COPY")
         state = src_state if src_state is not None else context_state(conv)
+        if ins.flags.get("parents"):
+            action = _copy_with_parents(action, state, src, dest_path, chown, mode, mode_str, excludes, ins)
+            continue
         src_path = posixpath.normpath("/" + src) if src not in ("", ".") else "/"
         action = _copy(action, state, src_path, dest_path, chown, mode, mode_str, excludes, ins,
                        contents=True, unpack=is_add and src_state is None and ins.flags.get("unpack") is not False)
@@ -117,11 +120,31 @@ async def dispatch_copy(conv: "Converter", st: "StageState", ins: Instruction, b
     history(st, f"{ins.name} {' '.join(words)} # buildkit", empty=False)
 
 
+def _copy_with_parents(action, state, src: str, dest: str, chown, mode, mode_str, excludes, ins):
+    """COPY --parents: keep the source's path (after a `/./` pivot, if any) under the destination,
+    expressed as a copy of the pivot directory restricted by an include pattern, as upstream does."""
+    raw = src if src.startswith("/") else "/" + src
+    if "/./" in raw:  # the first pivot counts; a trailing "/." is not one
+        pivot, rest = raw.split("/./", 1)
+    else:
+        pivot, rest = "/", raw
+    pivot = posixpath.normpath(pivot or "/")
+    rest = posixpath.normpath(rest).lstrip("/") if rest else ""
+    dest_dir = dest if dest.endswith("/") else dest + "/"
+    if rest in ("", "."):
+        return _copy(action, state, pivot, dest_dir, chown, mode, mode_str, excludes, ins)
+    wildcard = any(c in rest for c in "*?[")
+    return _copy(action, state, pivot, dest_dir, chown, mode, mode_str, excludes, ins,
+                 include=[rest], required=[] if wildcard else [rest])
+
+
 def _copy(action: llb.FileAction | None, source: llb.State, src: str, dest: str, chown, mode, mode_str, excludes,
-          ins: Instruction, *, contents: bool = True, unpack: bool = False) -> llb.FileAction:
+          ins: Instruction, *, contents: bool = True, unpack: bool = False, include: list[str] | None = None,
+          required: list[str] | None = None) -> llb.FileAction:
     options = dict(owner=chown, mode=mode, mode_str=mode_str, follow_symlink=True, dir_copy_contents=contents,
                    attempt_unpack=unpack, create_dest_path=True, allow_wildcard=True, allow_empty_wildcard=True,
-                   exclude_patterns=excludes, always_replace_existing_dest_paths=bool(ins.flags.get("link")))
+                   exclude_patterns=excludes, always_replace_existing_dest_paths=bool(ins.flags.get("link")),
+                   include_patterns=include or (), required_paths=required or ())
     if action is None:
         return llb.copy(source, src, dest, **options)
     return action.copy(source, src, dest, **options)

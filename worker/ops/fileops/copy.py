@@ -53,24 +53,39 @@ class _Copier:
             return not is_dir
         return False
 
-    def copy_entry(self, src: str, dest: str, rel: str = "") -> None:
+    def copy_entry(self, src: str, dest: str, rel: str = "") -> bool:
+        """Copy one entry; returns whether anything was written (directories that only lead
+        towards include patterns are created lazily, when something inside them is copied)."""
         st = os.lstat(src)
         if st_mod.S_ISDIR(st.st_mode):
-            if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.path.islink(dest)):
-                self._replace_check(dest, "directory")
-                os.unlink(dest)
-            if not os.path.isdir(dest):
-                os.mkdir(dest, 0o755)
+            lazy = self.includes is not None and bool(rel) and not self.includes.matches(rel)
+
+            def ensure_dir() -> None:
+                if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.path.islink(dest)):
+                    self._replace_check(dest, "directory")
+                    os.unlink(dest)
+                if not os.path.isdir(dest):
+                    os.mkdir(dest, 0o755)
+
+            if not lazy:
+                ensure_dir()
             with os.scandir(src) as it:
                 names = sorted(e.name for e in it)
+            wrote = not lazy
             for name in names:
                 child_rel = f"{rel}/{name}" if rel else name
                 child_src = os.path.join(src, name)
                 if self._filtered(child_rel, os.path.isdir(child_src) and not os.path.islink(child_src)):
                     continue
+                if lazy and not wrote:
+                    if not self._leads_anywhere(child_src, child_rel):
+                        continue
+                    ensure_dir()
+                    wrote = True
                 self.copy_entry(child_src, os.path.join(dest, name), child_rel)
-            self._meta(st, dest, False)
-            return
+            if wrote:
+                self._meta(st, dest, False)
+            return wrote
         if os.path.lexists(dest):
             if os.path.isdir(dest) and not os.path.islink(dest):
                 self._replace_check(dest, "file")
@@ -80,11 +95,11 @@ class _Copier:
         if st_mod.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), dest)
             self._meta(st, dest, True)
-            return
+            return True
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.inodes:
             os.link(self.inodes[key], dest, follow_symlinks=False)
-            return
+            return True
         if st_mod.S_ISREG(st.st_mode):
             shutil.copyfile(src, dest, follow_symlinks=False)
         elif st_mod.S_ISFIFO(st.st_mode):
@@ -92,10 +107,27 @@ class _Copier:
         elif st_mod.S_ISCHR(st.st_mode) or st_mod.S_ISBLK(st.st_mode):
             os.mknod(dest, st.st_mode, st.st_rdev)
         else:
-            return
+            return False
         if st.st_nlink > 1:
             self.inodes[key] = dest
         self._meta(st, dest, False)
+        return True
+
+    def _leads_anywhere(self, src: str, rel: str) -> bool:
+        """Whether copying `src` would write anything under the include patterns."""
+        assert self.includes is not None
+        if self.includes.matches(rel):
+            return True
+        if not (os.path.isdir(src) and not os.path.islink(src)):
+            return False
+        with os.scandir(src) as it:
+            for entry in it:
+                child_rel = f"{rel}/{entry.name}"
+                if self._filtered(child_rel, entry.is_dir(follow_symlinks=False)):
+                    continue
+                if self._leads_anywhere(entry.path, child_rel):
+                    return True
+        return False
 
     def _replace_check(self, dest: str, kind: str) -> None:
         if not self.a.alwaysReplaceExistingDestPaths:
@@ -158,6 +190,10 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
         if not os.path.lexists(src):
             raise FileOpError(f'failed to calculate checksum of ref: "/{rel}": not found')
         src_is_dir = src.is_dir() and not src.is_symlink()
+        for required in a.required_paths:
+            wanted = clean_relative(f"{rel}/{required}")
+            if not os.path.lexists(resolve_in_root(src_root, wanted, follow_last=False)):
+                raise FileOpError(f'failed to calculate checksum of ref: "/{wanted}": not found')
         dest_parent, dest_name = parent_in_root(dest_root, dest_rel)
         dest = dest_parent / dest_name if dest_name else dest_root
         dest_exists_dir = dest.is_dir() and not (dest.is_symlink() and not a.followSymlink)
