@@ -16,9 +16,7 @@ from .dockerfile2llb_runner import (RunOutcome, check_errors, check_files, check
 
 DATA = require_data("dockerfile2llb")
 CASES = sorted(p.parent.name for p in DATA.glob("*/case.json"))
-XFAIL: dict[str, str] = {
-    "run_mount_ssh_params": "the forwarded ssh socket is bind-mounted as is; uid/gid/mode need a per-mount proxy socket",
-}
+XFAIL: dict[str, str] = {}
 RESULTS: dict[str, RunOutcome] = {}
 
 

@@ -20,6 +20,7 @@ from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.scheduler import CacheMap, Dep, OpContext
 from pybuildkit.worker.snapshot.store import ActiveLayer, Snapshot
+from pybuildkit.worker.sshproxy import agent_proxy
 
 if TYPE_CHECKING:
     from pybuildkit.worker.worker import Worker
@@ -186,7 +187,10 @@ class ExecOp:
                 raise BuildError(f"no SSH key {mount.SSHOpt.ID or 'default'!r} forwarded from the client",
                                  hint="pass --ssh default (or --ssh ID=path)")
             env.append(f"SSH_AUTH_SOCK={mount.dest}")
-            return Mount(mount.dest, "socket", sock, False)
+            proxy = scratch / f"ssh-{len(os.listdir(scratch))}.sock"
+            await stack.enter_async_context(agent_proxy(sock, proxy, uid=mount.SSHOpt.uid, gid=mount.SSHOpt.gid,
+                                                        mode=mount.SSHOpt.mode or 0o600))
+            return Mount(mount.dest, "socket", proxy, False)
         if mount.mountType == pb.CACHE:
             source = inputs[mount.input] if mount.input >= 0 else None
             path, created = await stack.enter_async_context(
