@@ -11,7 +11,7 @@ from pybuildkit.frontend.dockerfile.parser import (DockerfileParseError, Directi
                                                    parse_words)
 from pybuildkit.frontend.dockerfile.shell import ShellError
 
-from .conftest import require_data
+from .conftest import record_summary, require_data
 
 DATA = require_data("parser")
 CASES = sorted(p.name for p in (DATA / "testfiles").iterdir())
@@ -150,5 +150,5 @@ def test_line_too_long() -> None:
 def test_parser_conformance_summary() -> None:
     results = [run_case(n) for n in CASES] + [run_negative(n) for n in NEGATIVE]
     failed = results.count(False)
-    print(f"\nparser conformance: {len(results) - failed} passed, {failed} failed")
+    record_summary("parser", len(results) - failed, failed)
     assert failed == 0

@@ -8,7 +8,7 @@ import pytest
 from pybuildkit.frontend.dockerfile.shell import Lex, ShellError, env_from_list
 from pybuildkit.frontend.dockerfile.shell.lex import convert_shell_pattern_to_regex, reverse_pattern
 
-from .conftest import require_data
+from .conftest import record_summary, require_data
 
 DATA = require_data("shell")
 ENV_VAR_ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}
@@ -127,5 +127,5 @@ def test_shell_conformance_summary() -> None:
     results += [run_words(w, e, env) for w, e, env in _words_cases()]
     results += [run_matches(c) for c in MATCHES["cases"]]
     failed = results.count(False)
-    print(f"\nshell conformance: {len(results) - failed} passed, {failed} failed")
+    record_summary("shell", len(results) - failed, failed)
     assert failed == 0
