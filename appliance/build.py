@@ -131,7 +131,8 @@ class Builder:
             else:
                 from pybuildkit.worker.exporters.image import export_image  # the image exporters issue
 
-                response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job))
+                response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job,
+                                                   vertex=event.digest))
             event.completed = now_ns()
             job.progress.vertex(event)
         return response

@@ -20,12 +20,12 @@ from pybuildkit.worker.snapshot.store import Snapshot
 
 async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        results: Sequence[tuple[Platform, Snapshot | None]],
-                       image_configs: Sequence[dict | None], job) -> dict[str, str]:
+                       image_configs: Sequence[dict | None], job, *, vertex: str = "") -> dict[str, str]:
     options = parse_image_options(kind, attrs)
     if kind == "docker" and len(results) > 1:
         raise BuildError("docker exporter does not currently support exporting manifest lists",
                          hint="use --output type=oci for a multi-platform tarball")
-    root, config_digest = await asyncio.to_thread(build_image, worker, options, results, image_configs, job)
+    root, config_digest = await asyncio.to_thread(build_image, worker, options, results, image_configs, job, vertex)
     response = {"containerimage.digest": root.digest, "containerimage.config.digest": config_digest,
                 "containerimage.descriptor": base64.b64encode(json.dumps(root.to_json()).encode()).decode()}
     names = list(options.names)
@@ -39,14 +39,14 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
     if kind in ("oci", "docker"):
         await asyncio.to_thread(_write_tarball, worker, options, root)
     if options.push:
-        await _push(worker, options, root, job)
+        await _push(worker, options, root, job, vertex)
     if kind == "image" and attrs.get("store", "true") != "false":
         for name in options.names:
             worker.store_image(name, root)
     return response
 
 
-def build_image(worker, options: ImageOptions, results, image_configs, job) -> tuple[Descriptor, str]:
+def build_image(worker, options: ImageOptions, results, image_configs, job, vertex: str = "") -> tuple[Descriptor, str]:
     layers = LayerExporter(worker)
     store = worker.content
     oci = options.oci_mediatypes
@@ -55,7 +55,8 @@ def build_image(worker, options: ImageOptions, results, image_configs, job) -> t
     config_digest = ""
     for (platform, snapshot), base_config in zip(results, image_configs):
         started = now_ns()
-        status = StatusEvent(id=f"exporting layers {platform}", vertex="", name="exporting layers",
+        status = StatusEvent(id=f"exporting layers {platform}", vertex=vertex,
+                             name=f"exporting layers {platform}" if len(results) > 1 else "exporting layers",
                              started=started, timestamp=started)
         blobs = layers.blobs(snapshot, compression=options.compression, level=options.compression_level,
                              force=options.force_compression,
@@ -99,7 +100,7 @@ def _write_tarball(worker, options: ImageOptions, root: Descriptor) -> None:
     os.replace(tmp, dest)
 
 
-async def _push(worker, options: ImageOptions, root: Descriptor, job) -> None:
+async def _push(worker, options: ImageOptions, root: Descriptor, job, vertex: str = "") -> None:
     from pybuildkit.worker.registry.reference import parse_reference
 
     targets = []
@@ -109,7 +110,7 @@ async def _push(worker, options: ImageOptions, root: Descriptor, job) -> None:
             ref = ref.with_tag(None) if hasattr(ref, "with_tag") else ref
         targets.append(ref)
     started = now_ns()
-    status = StatusEvent(id="pushing", vertex="", name=f"pushing {', '.join(options.names)}",
+    status = StatusEvent(id="pushing", vertex=vertex, name=f"pushing {', '.join(options.names)}",
                          started=started, timestamp=started)
     job.progress.status(status)
     await worker.registry.push(targets, root)
