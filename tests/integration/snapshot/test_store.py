@@ -9,7 +9,7 @@ import pytest
 from pybuildkit.worker.snapshot.store import Driver, SnapshotStore
 
 
-@pytest.fixture(params=["auto", "native"])
+@pytest.fixture(params=["auto", "fuse-overlayfs", "native"])
 def store(request, tmp_path) -> SnapshotStore:
     if os.geteuid() != 0:
         pytest.skip("mounting overlayfs needs (mapped) root")
