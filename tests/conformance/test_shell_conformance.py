@@ -1,7 +1,8 @@
-"""Upstream's shell-lexer cases (envVarTest, wordsTest, process_with_matches.json), every one."""
+"""Upstream's shell-lexer cases, every one: envVarTest, wordsTest and process_with_matches.json."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -12,120 +13,158 @@ from .conftest import record_summary, require_data
 
 DATA = require_data("shell")
 ENV_VAR_ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}
+MATCHES = json.loads((DATA / "process_with_matches.json").read_text(encoding="utf-8"))
+
+Check = Callable[[], None]
 
 
-def _env_var_cases() -> list[tuple[str, str]]:
-    cases = []
-    for line in (DATA / "envVarTest").read_text().splitlines():
+def _env_var_lines() -> list[tuple[int, str, str]]:
+    """(line number, input, expected) of the A and U lines; W lines are Windows-only."""
+    out = []
+    for number, line in enumerate((DATA / "envVarTest").read_text(encoding="utf-8").split("\n"), 1):
         if line.startswith("#"):
             continue
         line = line.strip()
         if not line:
             continue
-        tag, word, expected = (part.strip() for part in line.split("|"))
-        if tag in ("A", "U"):
-            cases.append((word, expected))
-    return cases
+        fields = line.split("|")
+        assert len(fields) == 3, f"envVarTest:{number} is malformed"
+        tag, word, expected = (part.strip() for part in fields)
+        assert tag in ("A", "U", "W"), f"envVarTest:{number} has an unknown platform tag {tag}"
+        if tag != "W":
+            out.append((number, word, expected))
+    return out
 
 
-def _words_cases() -> list[tuple[str, list[str], dict[str, str]]]:
-    cases = []
+def _words_lines() -> list[tuple[int, str, list[str], dict[str, str]]]:
+    """(line number, input, expected words, environment so far); ENV lines add to the environment."""
+    out = []
     env: list[str] = []
-    for line in (DATA / "wordsTest").read_text().splitlines():
+    for number, line in enumerate((DATA / "wordsTest").read_text(encoding="utf-8").split("\n"), 1):
         if line.startswith("#"):
             continue
         if line.startswith("ENV "):
             env.append(line[3:].lstrip(" "))
             continue
-        if "|" not in line:
+        if not line:
             continue
         left, right = line.split("|")
-        cases.append((left.strip(), right.lstrip(" ").split(","), env_from_list(env)))
-    return cases
+        out.append((number, left.strip(), right.lstrip(" ").split(","), env_from_list(env)))
+    return out
 
 
-MATCHES = json.loads((DATA / "process_with_matches.json").read_text())
+def _env_var(word: str, expected: str) -> Check:
+    def check() -> None:
+        if expected == "error":
+            with pytest.raises(ShellError):
+                Lex("\\").process_word(word, ENV_VAR_ENV)
+        else:
+            assert Lex("\\").process_word(word, ENV_VAR_ENV) == expected
+    return check
 
 
-def run_env_var(word: str, expected: str) -> bool:
-    try:
-        result = Lex("\\").process_word(word, ENV_VAR_ENV)
-    except ShellError:
-        return expected == "error"
-    return expected != "error" and result == expected
+def _words(word: str, expected: list[str], env: dict[str, str]) -> Check:
+    def check() -> None:
+        try:
+            words = Lex("\\").process_words(word, env)
+        except ShellError:
+            words = ["error"]
+        assert words == expected
+    return check
 
 
-def run_words(word: str, expected: list[str], env: dict[str, str]) -> bool:
-    try:
-        words = Lex("\\").process_words(word, env)
-    except ShellError:
-        words = ["error"]
-    return words == expected
-
-
-def run_matches(case: dict) -> bool:
-    try:
+def _matches(case: dict) -> Check:
+    def check() -> None:
+        if case.get("expectedErr"):
+            with pytest.raises(ShellError):
+                Lex("\\").process_word_with_matches(case["input"], case["envs"])
+            return
         result = Lex("\\").process_word_with_matches(case["input"], case["envs"])
-    except ShellError:
-        return "expectedErr" in case
-    if "expectedErr" in case:
-        return False
-    return (result.result == case["expected"] and result.matched == set(case["matches"])
-            and result.unmatched == set(case["unmatched"]))
+        assert result.result == case["expected"]
+        assert result.matched == set(case["matches"])
+        assert result.unmatched == set(case["unmatched"])
+    return check
 
 
-@pytest.mark.parametrize("word,expected", _env_var_cases())
-def test_env_var_case(word: str, expected: str) -> None:
-    assert run_env_var(word, expected)
+def _platform(run: dict) -> Check:
+    def check() -> None:
+        assert Lex("\\").process_word(MATCHES["platform_cases"]["template"], run["envs"]) == run["expected"]
+    return check
 
 
-@pytest.mark.parametrize("word,expected,env", _words_cases())
-def test_words_case(word: str, expected: list[str], env: dict[str, str]) -> None:
-    assert run_words(word, expected, env)
-
-
-@pytest.mark.parametrize("case", MATCHES["cases"], ids=lambda c: c["input"])
-def test_process_with_matches_case(case: dict) -> None:
-    assert run_matches(case)
-
-
-def test_platform_template_cases() -> None:
-    template = MATCHES["platform_cases"]["template"]
-    for run in MATCHES["platform_cases"]["runs"]:
-        assert Lex("\\").process_word(template, run["envs"]) == run["expected"]
-
-
-def test_mandatory_env_vars() -> None:
-    spec = MATCHES["mandatory_env_vars"]
-    for run in spec["runs"]:
-        word = spec[run["word"]]
+def _mandatory(run: dict) -> Check:
+    def check() -> None:
+        word = MATCHES["mandatory_env_vars"][run["word"]]
         env = env_from_list(run["envs"])
         if "error_contains" in run:
             with pytest.raises(ShellError, match=run["error_contains"]):
                 Lex("\\").process_word(word, env)
         else:
             assert Lex("\\").process_word(word, env) == run["expected"]
+    return check
 
 
-def test_pattern_conversion_and_reversal() -> None:
-    for pattern, regex in MATCHES["convertShellPatternToRegex"]["valid"].items():
-        assert convert_shell_pattern_to_regex(pattern, True, True) == regex
+def _get_env(items: list[str], key: str, expected: str) -> Check:
+    def check() -> None:
+        assert env_from_list(items).get(key, "") == expected.split(" ")[0]  # "bike (last wins)" -> "bike"
+    return check
+
+
+def _regex(pattern: str, expected: str | None) -> Check:
+    def check() -> None:
+        if expected is None:
+            with pytest.raises(ShellError):
+                convert_shell_pattern_to_regex(pattern, True, True)
+        else:
+            assert convert_shell_pattern_to_regex(pattern, True, True) == expected
+    return check
+
+
+def _reverse(pattern: str, expected: str) -> Check:
+    def check() -> None:
+        assert reverse_pattern(pattern) == expected
+    return check
+
+
+def _cases() -> dict[str, Check]:
+    cases: dict[str, Check] = {}
+    for number, word, expected in _env_var_lines():
+        cases[f"envVarTest:{number}:{word}"] = _env_var(word, expected)
+    for number, word, expected_words, env in _words_lines():
+        cases[f"wordsTest:{number}:{word}"] = _words(word, expected_words, env)
+    for index, case in enumerate(MATCHES["cases"]):
+        cases[f"matches/{index}:{case['input']}"] = _matches(case)
+    for index, run in enumerate(MATCHES["platform_cases"]["runs"]):
+        cases[f"platform/{index}"] = _platform(run)
+    for index, run in enumerate(MATCHES["mandatory_env_vars"]["runs"]):
+        cases[f"mandatory/{index}"] = _mandatory(run)
+    for index, (items, key, expected) in enumerate(MATCHES["getEnv"]["runs"]):
+        cases[f"getEnv/{index}"] = _get_env(items, key, expected)
+    for pattern, expected in MATCHES["convertShellPatternToRegex"]["valid"].items():
+        cases[f"regex/valid:{pattern}"] = _regex(pattern, expected)
     for pattern in MATCHES["convertShellPatternToRegex"]["invalid"]:
-        with pytest.raises(ShellError):
-            convert_shell_pattern_to_regex(pattern, True, True)
-    for pattern, reversed_ in MATCHES["reversePattern"].items():
-        assert reverse_pattern(pattern) == reversed_
+        cases[f"regex/invalid:{pattern}"] = _regex(pattern, None)
+    for pattern, expected in MATCHES["reversePattern"].items():
+        cases[f"reversePattern:{pattern}"] = _reverse(pattern, expected)
+    return cases
 
 
-def test_env_from_list_semantics() -> None:
-    for items, key, expected in MATCHES["getEnv"]["runs"]:
-        assert env_from_list(items).get(key, "") == expected.split(" ")[0]
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_shell_case(name: str) -> None:
+    CASES[name]()
 
 
 def test_shell_conformance_summary() -> None:
-    results = [run_env_var(w, e) for w, e in _env_var_cases()]
-    results += [run_words(w, e, env) for w, e, env in _words_cases()]
-    results += [run_matches(c) for c in MATCHES["cases"]]
-    failed = results.count(False)
-    record_summary("shell", len(results) - failed, failed)
-    assert failed == 0
+    failed = []
+    for name, check in CASES.items():
+        try:
+            check()
+        except (Exception, pytest.fail.Exception):  # pytest.raises reports a miss as a BaseException
+            failed.append(name)
+    passed = len(CASES) - len(failed)
+    record_summary("shell", passed, len(failed))
+    print(f"shell conformance: {passed} passed, {len(failed)} failed")
+    assert failed == []

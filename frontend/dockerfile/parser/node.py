@@ -3,11 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pybuildkit.solver.errors import BuildError
+from pybuildkit.frontend.dockerfile.shell.gostrings import go_quote, trim_space
+
+__all__ = ["Heredoc", "Node", "go_quote"]
 
 
 @dataclass
 class Heredoc:
+    """One `<<NAME` body. `content` is raw: `<<-` tab stripping happens when it is used."""
+
     name: str
     file_descriptor: int = 0
     expand: bool = True
@@ -17,9 +21,14 @@ class Heredoc:
 
 @dataclass
 class Node:
+    """An instruction (`value` is its keyword, arguments follow through `next`), or an argument.
+
+    ONBUILD's argument is a node whose only child is the wrapped instruction.
+    """
+
     value: str = ""
-    next: "Node | None" = None
-    children: list["Node"] = field(default_factory=list)
+    next: Node | None = None
+    children: list[Node] = field(default_factory=list)
     heredocs: list[Heredoc] = field(default_factory=list)
     attributes: dict[str, bool] = field(default_factory=dict)
     original: str = ""
@@ -32,6 +41,7 @@ class Node:
         return self.start_line, self.end_line
 
     def args(self) -> list[str]:
+        """The values along the `next` chain."""
         out = []
         node = self.next
         while node is not None:
@@ -40,46 +50,13 @@ class Node:
         return out
 
     def dump(self) -> str:
-        text = self.value.lower()
+        parts = [self.value.lower()]
         if self.flags:
-            text += " [" + " ".join(go_quote(f) for f in self.flags) + "]"
+            parts.append(" [" + " ".join(go_quote(flag) for flag in self.flags) + "]")
         for child in self.children:
-            text += "(" + child.dump() + ")\n"
+            parts.append("(" + child.dump() + ")\n")
         node = self.next
         while node is not None:
-            text += " " + (node.dump() if node.children else go_quote(node.value))
+            parts.append(" " + (node.dump() if node.children else go_quote(node.value)))
             node = node.next
-        return text.strip()
-
-
-class DockerfileParseError(BuildError):
-    def __init__(self, message: str, *, filename: str = "Dockerfile", start_line: int = 0, end_line: int = 0) -> None:
-        super().__init__(message)
-        self.filename = filename
-        self.start_line = start_line
-        self.end_line = end_line or start_line
-
-
-_SIMPLE = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-           "\\": "\\\\", '"': '\\"'}
-
-
-def go_quote(text: str) -> str:
-    """Go's strconv.Quote (surrogate-escaped bytes print as \\xNN, like invalid UTF-8 in Go)."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in _SIMPLE:
-            out.append(_SIMPLE[ch])
-        elif 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x80 or (ch.isprintable() and code != 0xFEFF):
-            out.append(ch)
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
+        return trim_space("".join(parts))

@@ -1,4 +1,4 @@
-"""Shell-word expansion for Dockerfile instructions."""
+"""Shell-word expansion for Dockerfile instructions (upstream's frontend/dockerfile/shell)."""
 from pybuildkit.frontend.dockerfile.shell.lex import Lex, ProcessWordResult, ShellError, env_from_list
 
 __all__ = ["Lex", "ProcessWordResult", "ShellError", "env_from_list"]

@@ -1,24 +1,32 @@
 """Shell-word expansion as BuildKit's Dockerfile lexer does it (not a full shell).
 
 `$VAR`, `${VAR}` and the `${VAR:-x}` / `+` / `?` / `#` / `%` / `/` families, single and double
-quotes, and the escape token (`\\` or the `# escape=` one). Positional and special parameters
-are always empty. Names looked up are recorded as matched or unmatched, which drives the
-unused-build-arg and undefined-variable checks.
+quotes, and the escape token (`\\` or the one set by `# escape=`). Positional and special
+parameters are always empty. Every name looked up is recorded as matched or unmatched: that
+drives the unused-build-arg and undefined-variable checks and ARG cache dependencies.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pybuildkit.frontend.dockerfile.shell import pattern as patterns
+from pybuildkit.frontend.dockerfile.shell.gostrings import go_quote, is_digit, is_letter, is_space
 from pybuildkit.solver.errors import BuildError
 
 _EOF = ""
-_SPECIAL = set("@*#?-$!0")
+_SPECIAL_PARAMS = frozenset("@*#?-$!0")
+_MODIFIERS = frozenset("+-?#%")
+_HEREDOC_SPACE = frozenset("\t\r ")
+_SURROGATE_BYTES = re.compile("[\udc80-\udcff]")
+
+__all__ = ["Lex", "ProcessWordResult", "ShellError", "convert_shell_pattern_to_regex", "env_from_list",
+           "reverse_pattern"]
 
 
 class ShellError(BuildError):
-    pass
+    """A word could not be expanded (unterminated quote, bad substitution, `${VAR?msg}` unset...)."""
 
 
 @dataclass
@@ -29,19 +37,33 @@ class ProcessWordResult:
     unmatched: set[str] = field(default_factory=set)
 
 
+def convert_shell_pattern_to_regex(pattern: str, greedy: bool, anchored: bool) -> str:
+    try:
+        return patterns.convert_shell_pattern_to_regex(pattern, greedy, anchored)
+    except patterns.PatternError as exc:
+        raise ShellError(str(exc)) from None
+
+
+reverse_pattern = patterns.reverse_pattern
+
+
 class _Words:
+    """Field splitting: unquoted (and unquoted-expansion) whitespace separates words."""
+
+    __slots__ = ("word", "words", "in_word")
+
     def __init__(self) -> None:
         self.word = ""
         self.words: list[str] = []
         self.in_word = False
 
     def add_char(self, ch: str) -> None:
-        if ch.isspace() and self.in_word:
-            if self.word:
+        if is_space(ch):
+            if self.in_word and self.word:
                 self.words.append(self.word)
                 self.word = ""
                 self.in_word = False
-        elif not ch.isspace():
+        else:
             self.add_raw_char(ch)
 
     def add_raw_char(self, ch: str) -> None:
@@ -64,10 +86,18 @@ class _Words:
         return self.words
 
 
-class _Scanner:
-    def __init__(self, text: str) -> None:
+class _ShellWord:
+    """One expansion run over one word; holds the cursor and the names looked up."""
+
+    def __init__(self, lex: Lex, text: str, env: Mapping[str, str]) -> None:
+        self.lex = lex
+        self.escape = lex.escape_token
         self.text = text
         self.pos = 0
+        self.env = env
+        self.raw_escapes = lex.raw_escapes
+        self.matches: set[str] = set()
+        self.nonmatches: set[str] = set()
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else _EOF
@@ -79,59 +109,63 @@ class _Scanner:
         self.pos += 1
         return ch
 
-
-class _ShellWord:
-    def __init__(self, lex: "Lex", text: str, env: Mapping[str, str]) -> None:
-        self.lex = lex
-        self.escape = lex.escape_token
-        self.scanner = _Scanner(text)
-        self.env = env
-        self.matches: set[str] = set()
-        self.nonmatches: set[str] = set()
-
     def get_env(self, name: str) -> tuple[str, bool]:
-        if name in self.env:
+        value = self.env.get(name)
+        if value is not None:
             self.matches.add(name)
-            return self.env[name], True
+            return value, True
         self.nonmatches.add(name)
         return "", False
 
     def process(self, source: str) -> tuple[str, list[str]]:
         try:
-            return self.process_stop_on(_EOF, self.lex.raw_escapes)
+            return self.process_stop_on(_EOF, self.raw_escapes)
         except ShellError as exc:
-            raise ShellError(f"failed to process {_go_quote(source)}: {exc.message}") from None
+            raise ShellError(f"failed to process {go_quote(source)}: {exc.message}") from None
 
     def process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
+        saved, self.raw_escapes = self.raw_escapes, raw_escapes
+        try:
+            return self._process_stop_on(stop)
+        finally:
+            self.raw_escapes = saved
+
+    def _handler(self, ch: str) -> Callable[[], str] | None:
+        if ch == "$":
+            return self.process_dollar
+        if ch == "<":
+            return self.process_possible_heredoc
+        if not self.lex.skip_process_quotes:
+            if ch == "'":
+                return self.process_single_quote
+            if ch == '"':
+                return self.process_double_quote
+        return None
+
+    def _process_stop_on(self, stop: str) -> tuple[str, list[str]]:
         result: list[str] = []
         words = _Words()
-        special = {"$": self.process_dollar}
-        if not self.lex.skip_process_quotes:
-            special["'"] = self.process_single_quote
-            special['"'] = self.process_double_quote
-        scanner = self.scanner
-        while scanner.peek() != _EOF:
-            ch = scanner.peek()
+        while (ch := self.peek()) != _EOF:
             if stop != _EOF and ch == stop:
-                scanner.next()
+                self.next()
                 return "".join(result), words.get()
-            fn = special.get(ch)
-            if fn is not None:
-                tmp = fn()
-                result.append(tmp)
+            handler = self._handler(ch)
+            if handler is not None:
+                expanded = handler()
+                result.append(expanded)
                 if ch == "$":
-                    words.add_string(tmp)
+                    words.add_string(expanded)
                 else:
-                    words.add_raw_string(tmp)
+                    words.add_raw_string(expanded)
                 continue
-            ch = scanner.next()
+            ch = self.next()
             if ch == self.escape:
-                if raw_escapes:
+                if self.raw_escapes:
                     words.add_raw_char(ch)
                     result.append(ch)
-                ch = scanner.next()
+                ch = self.next()
                 if ch == _EOF:
-                    break
+                    break  # a lone escape at the end of the word is dropped
                 words.add_raw_char(ch)
             else:
                 words.add_char(ch)
@@ -142,11 +176,11 @@ class _ShellWord:
 
     def process_single_quote(self) -> str:
         out: list[str] = []
-        ch = self.scanner.next()
+        opening = self.next()
         if self.lex.raw_quotes:
-            out.append(ch)
+            out.append(opening)
         while True:
-            ch = self.scanner.next()
+            ch = self.next()
             if ch == _EOF:
                 raise ShellError("unexpected end of statement while looking for matching single-quote")
             if ch == "'":
@@ -157,36 +191,63 @@ class _ShellWord:
 
     def process_double_quote(self) -> str:
         out: list[str] = []
-        ch = self.scanner.next()
+        opening = self.next()
         if self.lex.raw_quotes:
-            out.append(ch)
+            out.append(opening)
         while True:
-            peek = self.scanner.peek()
+            peek = self.peek()
             if peek == _EOF:
                 raise ShellError("unexpected end of statement while looking for matching double-quote")
             if peek == '"':
-                ch = self.scanner.next()
+                closing = self.next()
                 if self.lex.raw_quotes:
-                    out.append(ch)
+                    out.append(closing)
                 return "".join(out)
             if peek == "$":
                 out.append(self.process_dollar())
                 continue
-            ch = self.scanner.next()
+            ch = self.next()
             if ch == self.escape:
-                if self.lex.raw_escapes:
+                if self.raw_escapes:
                     out.append(ch)
-                following = self.scanner.peek()
+                following = self.peek()
                 if following == _EOF:
-                    continue
+                    continue  # the missing closing quote is reported on the next turn
                 if following in ('"', "$", self.escape):
-                    ch = self.scanner.next()
+                    ch = self.next()
             out.append(ch)
 
+    def process_possible_heredoc(self) -> str:
+        """`<<` (or `<<-`) keeps the blanks after it in its word: `<< EOF` is one heredoc word."""
+        self.next()
+        if self.peek() != "<":
+            return "<"
+        self.next()
+        start = self.pos
+        if self.peek() == "-":
+            self.pos += 1
+        while self.peek() in _HEREDOC_SPACE and self.peek() != _EOF:
+            self.pos += 1
+        return "<<" + self.text[start:self.pos]
+
+    def process_name(self) -> str:
+        start = self.pos
+        while (ch := self.peek()) != _EOF:
+            if self.pos == start and is_digit(ch):
+                while self.peek() != _EOF and is_digit(self.peek()):
+                    self.pos += 1
+                return self.text[start:self.pos]
+            if self.pos == start and ch in _SPECIAL_PARAMS:
+                self.pos += 1
+                return ch
+            if not (is_letter(ch) or is_digit(ch) or ch == "_"):
+                break
+            self.pos += 1
+        return self.text[start:self.pos]
+
     def process_dollar(self) -> str:
-        scanner = self.scanner
-        scanner.next()
-        if scanner.peek() != "{":
+        self.next()
+        if self.peek() != "{":
             name = self.process_name()
             if not name:
                 return "$"
@@ -194,181 +255,92 @@ class _ShellWord:
             if not found and self.lex.skip_unset_env:
                 return "$" + name
             return value
-        scanner.next()
-        peek = scanner.peek()
+        self.next()
+        peek = self.peek()
         if peek == _EOF:
             raise ShellError("syntax error: missing '}'")
         if peek in ("{", "}", ":"):
             raise ShellError("syntax error: bad substitution")
         name = self.process_name()
-        ch = scanner.next()
-        chs = ch
-        null_is_unset = False
+        ch = self.next()
+        chs = ch or "\ufffd"
         if ch == "}":
             value, found = self.get_env(name)
             if not found and self.lex.skip_unset_env:
                 return "${" + name + "}"
             return value
         if ch == ":":
-            null_is_unset = True
-            ch = scanner.next()
-            chs += ch
-            if ch not in ("+", "-", "?", "#", "%"):
-                raise ShellError(f"unsupported modifier ({chs}) in substitution")
-        if ch in ("+", "-", "?", "#", "%"):
-            raw = ch in ("#", "%")
-            if null_is_unset and raw:
-                raise ShellError(f"unsupported modifier ({chs}) in substitution")
-            try:
-                word, _ = self.process_stop_on("}", raw)
-            except ShellError:
-                if scanner.peek() == _EOF:
-                    raise ShellError("syntax error: missing '}'") from None
-                raise
-            value, found = self.get_env(name)
-            if self.lex.skip_unset_env and not found:
-                return "${" + name + chs + word + "}"
-            if ch == "-":
-                return word if (not found or (null_is_unset and value == "")) else value
-            if ch == "+":
-                return "" if (not found or (null_is_unset and value == "")) else word
-            if ch == "?":
-                if not found:
-                    raise ShellError(f"{name}: {word or 'is not allowed to be unset'}")
-                if null_is_unset and value == "":
-                    raise ShellError(f"{name}: {word or 'is not allowed to be empty'}")
-                return value
-            greedy = False
-            if word and word[0] == ch:
-                greedy = True
-                word = word[1:]
-            if ch == "%":
-                return _trim_suffix(word, value, greedy)
-            return _trim_prefix(word, value, greedy)
+            ch = self.next()
+            chs += ch or "\ufffd"
+            return self._modifier(name, ch, chs, null_is_unset=True)
+        if ch in _MODIFIERS:
+            return self._modifier(name, ch, chs, null_is_unset=False)
         if ch == "/":
-            replace_all = scanner.peek() == "/"
-            if replace_all:
-                scanner.next()
-            try:
-                pattern, _ = self.process_stop_on("/", True)
-                replacement, _ = self.process_stop_on("}", True)
-            except ShellError:
-                if scanner.peek() == _EOF:
-                    raise ShellError("syntax error: missing '}'") from None
-                raise
-            value, found = self.get_env(name)
-            if self.lex.skip_unset_env and not found:
-                return "${" + name + "/" + pattern + "/" + replacement + "}"
-            regex = _pattern_regex(pattern, True, False)
-            if replace_all:
-                return regex.sub(lambda _m: replacement, value)
-            match = regex.search(value)
-            if match:
-                return value[:match.start()] + replacement + value[match.end():]
-            return value
+            return self._replace(name)
         raise ShellError(f"unsupported modifier ({chs}) in substitution")
 
-    def process_name(self) -> str:
-        scanner = self.scanner
-        name: list[str] = []
-        while scanner.peek() != _EOF:
-            ch = scanner.peek()
-            if not name and ch.isdigit():
-                while scanner.peek() != _EOF and scanner.peek().isdigit():
-                    name.append(scanner.next())
-                return "".join(name)
-            if not name and ch in _SPECIAL:
-                return scanner.next()
-            if not (ch.isalpha() or ch.isdigit() or ch == "_"):
-                break
-            name.append(scanner.next())
-        return "".join(name)
+    def _word_until_brace(self, raw_escapes: bool) -> str:
+        try:
+            return self.process_stop_on("}", raw_escapes)[0]
+        except ShellError:
+            if self.peek() == _EOF:
+                raise ShellError("syntax error: missing '}'") from None
+            raise
 
+    def _modifier(self, name: str, ch: str, chs: str, *, null_is_unset: bool) -> str:
+        is_pattern = ch in ("#", "%")
+        if null_is_unset and is_pattern:
+            raise ShellError(f"unsupported modifier ({chs}) in substitution")
+        word = self._word_until_brace(is_pattern)
+        value, found = self.get_env(name)
+        if self.lex.skip_unset_env and not found:
+            return "${" + name + chs + word + "}"
+        empty = not found or (null_is_unset and value == "")
+        if ch == "-":
+            return word if empty else value
+        if ch == "+":
+            return "" if empty else word
+        if ch == "?":
+            if not found:
+                raise ShellError(f"{name}: {word or 'is not allowed to be unset'}")
+            if null_is_unset and value == "":
+                raise ShellError(f"{name}: {word or 'is not allowed to be empty'}")
+            return value
+        if is_pattern:
+            greedy = word.startswith(ch)
+            if greedy:
+                word = word[1:]
+            try:
+                if ch == "%":
+                    return patterns.trim_suffix(word, value, greedy)
+                return patterns.trim_prefix(word, value, greedy)
+            except patterns.PatternError as exc:
+                raise ShellError(f"invalid pattern ({word}) in substitution: {exc}") from None
+        raise ShellError(f"unsupported modifier ({chs}) in substitution")
 
-def _go_quote(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def convert_shell_pattern_to_regex(pattern: str, greedy: bool, anchored: bool) -> str:
-    out = ["^"] if anchored else []
-    star = ".*" if greedy else ".*?"
-    i = 0
-    while i < len(pattern):
-        tok = pattern[i]
-        i += 1
-        if tok == "*":
-            out.append(star)
-            continue
-        if tok == "?":
-            out.append(".")
-            continue
-        if tok == "\\":
-            if i < len(pattern) and pattern[i] == "}":
-                continue
-            tok = pattern[i] if i < len(pattern) else ""
-            i += 1
-            if tok == "/":  # an escaped separator of ${VAR/pattern/replacement}
-                out.append("/")
-                continue
-            out.append("\\")
-            if tok not in ("*", "?", "\\"):
-                raise ShellError(f"invalid escape '\\{tok}'")
-        elif tok in "[]{}.+()|^$":
-            out.append("\\")
-        out.append(tok)
-    return "".join(out)
-
-
-def _pattern_regex(pattern: str, greedy: bool, anchored: bool) -> re.Pattern[str]:
-    try:
-        return re.compile(convert_shell_pattern_to_regex(pattern, greedy, anchored), re.DOTALL)
-    except ShellError as exc:
-        raise ShellError(f"invalid pattern ({pattern}) in substitution: {exc.message}") from None
-
-
-def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    match = _pattern_regex(pattern, greedy, True).search(value)
-    return value[match.end():] if match else value
-
-
-def reverse_pattern(pattern: str) -> str:
-    chars = list(pattern)
-    out = [""] * len(chars)
-    last = len(chars) - 1
-    i = 0
-    while i <= last:
-        tok = chars[i]
-        out_idx = last - i
-        if tok == "\\" and i != last:
-            out[out_idx - 1] = tok
-            out[out_idx] = chars[i + 1]
-            i += 2
-        else:
-            out[out_idx] = tok
-            i += 1
-    return "".join(out)
-
-
-def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
-    return _trim_prefix(reverse_pattern(pattern), value[::-1], greedy)[::-1]
+    def _replace(self, name: str) -> str:
+        replace_all = self.peek() == "/"
+        if replace_all:
+            self.next()
+        try:
+            pattern = self.process_stop_on("/", True)[0]
+        except ShellError:
+            if self.peek() == _EOF:
+                raise ShellError("syntax error: missing '/' in ${}") from None
+            raise
+        replacement = self._word_until_brace(True)
+        value, found = self.get_env(name)
+        if self.lex.skip_unset_env and not found:
+            return "${" + name + "/" + pattern + "/" + replacement + "}"
+        try:
+            return patterns.replace(pattern, value, replacement, replace_all)
+        except patterns.PatternError as exc:
+            raise ShellError(f"invalid pattern ({pattern}) in substitution: {exc}") from None
 
 
 class Lex:
+    """Expands and splits words. Not safe to share between threads while its flags change."""
+
     def __init__(self, escape_token: str = "\\") -> None:
         self.escape_token = escape_token
         self.raw_quotes = False
@@ -376,19 +348,26 @@ class Lex:
         self.skip_unset_env = False
         self.skip_process_quotes = False
 
+    def _run(self, word: str, env: Mapping[str, str]) -> tuple[_ShellWord, str, list[str]]:
+        # Go's scanner reads each invalid UTF-8 byte as U+FFFD.
+        text = _SURROGATE_BYTES.sub("\ufffd", word) if not word.isascii() else word
+        shell_word = _ShellWord(self, text, env)
+        result, words = shell_word.process(word)
+        return shell_word, result, words
+
     def process_word(self, word: str, env: Mapping[str, str]) -> str:
-        return _ShellWord(self, word, env).process(word)[0]
+        return self._run(word, env)[1]
 
     def process_words(self, word: str, env: Mapping[str, str]) -> list[str]:
-        return _ShellWord(self, word, env).process(word)[1]
+        return self._run(word, env)[2]
 
     def process_word_with_matches(self, word: str, env: Mapping[str, str]) -> ProcessWordResult:
-        sw = _ShellWord(self, word, env)
-        result, words = sw.process(word)
-        return ProcessWordResult(result, words, sw.matches, sw.nonmatches)
+        shell_word, result, words = self._run(word, env)
+        return ProcessWordResult(result, words, shell_word.matches, shell_word.nonmatches)
 
 
 def env_from_list(items: Iterable[str]) -> dict[str, str]:
+    """"K=V" strings to a mapping; a bare "K" means K is set to ""; the last duplicate wins."""
     out: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
