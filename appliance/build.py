@@ -39,6 +39,8 @@ class BuildRequest:
     outputs: Sequence[Output] = ()
     entitlements: Sequence[str] = ()
     no_cache: bool = False
+    cache_exports: Sequence[tuple[str, Mapping[str, str]]] = ()
+    cache_imports: Sequence[tuple[str, Mapping[str, str]]] = ()
 
 
 @dataclass
@@ -56,25 +58,40 @@ class Builder:
 
     async def build(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                     *, session_id: str = "") -> BuildResult:
-        for output in request.outputs:
-            validate_output(output)
-        job = Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
+        job = self.new_job(request, providers, progress, session_id=session_id)
         if request.frontend:
-            platforms, definitions, image_configs = await self._frontend(request, job)
+            platforms, definitions, image_configs = await self.run_frontend(request, job)
         else:
             if request.definition is None:
                 raise BuildError("no build definition given", hint="pipe an LLB definition on stdin or pass --frontend")
             platforms, definitions, image_configs = [self.worker.platform], [request.definition], [None]
+        return await self.solve_and_export(request, job, platforms, definitions, image_configs)
+
+    def new_job(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
+                *, session_id: str = "") -> Job:
+        for output in request.outputs:
+            validate_output(output)
+        return Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
+
+    async def solve_and_export(self, request: BuildRequest, job: Job, platforms: Sequence[Platform],
+                               definitions: Sequence[pb.Definition],
+                               image_configs: Sequence[dict | None]) -> BuildResult:
+        """Solve one definition per platform, then run the outputs (the daemon's gateway path
+        arrives here with definitions a frontend produced earlier)."""
         if request.no_cache:
+            from pybuildkit.solver.llb.marshal import digest_of
+
             for definition in definitions:
                 for raw in getattr(definition, "def"):
-                    from pybuildkit.solver.llb.marshal import digest_of
                     definition.metadata[digest_of(raw)].ignore_cache = True
         graphs = [load_definition(d) for d in definitions]
         solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
         results = [(p, s.result) for p, s in zip(platforms, solved)]
-        response = await self._export(request, results, image_configs, job)
+        response = await self._export(request, results, list(image_configs), job)
         return BuildResult(response, results)
+
+    async def run_frontend(self, request: BuildRequest, job: Job):
+        return await self._frontend(request, job)
 
     async def _frontend(self, request: BuildRequest, job: Job):
         if request.frontend not in ("dockerfile.v0",):
