@@ -45,7 +45,8 @@ def _read(path: Path | None, flag: str) -> bytes | None:
 
 
 def channel(address: str, tls: TLSOptions = TLSOptions()) -> grpc.aio.Channel:
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+    options: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", MAX_MESSAGE),
+                                            ("grpc.max_send_message_length", MAX_MESSAGE)]
     scheme, sep, rest = address.partition("://")
     if not sep or not rest:
         raise BuildError(f"--addr {address!r}: expected unix://PATH or tcp://HOST:PORT")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -204,8 +205,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         if binding.unix_path is not None:
             binding.unix_path.unlink(missing_ok=True)
     if private_dir is not None:
-        private_sock and private_sock.unlink(missing_ok=True)
-        private_dir.rmdir()
+        shutil.rmtree(private_dir, ignore_errors=True)
     log.info("stopped")
     return 0
 
