@@ -22,6 +22,8 @@ from pybuildkit.worker.worker import Worker
 
 LOCAL_EXPORTERS = ("local", "tar")
 IMAGE_EXPORTERS = ("image", "oci", "docker")
+#: the outputs a client receives as files (written by the client from its session)
+CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Builder:
     def new_job(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                 *, session_id: str = "") -> Job:
         for output in request.outputs:
-            validate_output(output)
+            validate_output(output, require_dest=False)
         return Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
 
     async def solve_and_export(self, request: BuildRequest, job: Job, platforms: Sequence[Platform],
@@ -99,7 +101,8 @@ class Builder:
         from pybuildkit.appliance.dockerfile_inputs import load_frontend_inputs
         from pybuildkit.frontend.dockerfile.builder import build as dockerfile_build
 
-        inputs = load_frontend_inputs(request, job, self._resolve_image_config)
+        # in a thread: reading the Dockerfile may wait on the client's session
+        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, self._resolve_image_config)
         result = await dockerfile_build(inputs)
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
@@ -124,34 +127,71 @@ class Builder:
         return digest_ref, resolved.config
 
     async def _export(self, request: BuildRequest, results, image_configs, job: Job) -> dict[str, str]:
-        from pybuildkit.worker.exporters.local import export_local, export_tar
-
         response: dict[str, str] = {}
-        for output in request.outputs:
+        session = getattr(job, "output_session", None)
+        for index, output in enumerate(request.outputs):
             started = now_ns()
             event = VertexEvent(f"export-{output.type}-{started}", f"exporting to {output.type}", started=started)
             job.progress.vertex(event)
             attrs = dict(output.attrs)
-            split = _bool_attr(attrs, "platform-split", None)
-            if output.type == "local":
-                await asyncio.to_thread(export_local, self.worker.snapshots, results, Path(attrs["dest"]),
-                                        platform_split=split)
-            elif output.type == "tar":
-                dest = attrs.get("dest", "-")
-                if dest == "-":
-                    await asyncio.to_thread(export_tar, self.worker.snapshots, results, sys.stdout.buffer,
-                                            platform_split=split)
-                else:
-                    with open(dest, "wb") as handle:
-                        await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle,
-                                                platform_split=split)
+            if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
+                attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
+                response.update(await self._export_to_session(session, index, output.type, attrs, results,
+                                                              image_configs, job, event.digest))
             else:
-                from pybuildkit.worker.exporters.image import export_image  # the image exporters issue
-
-                response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job,
-                                                   vertex=event.digest))
+                response.update(await self._export_here(output.type, attrs, results, image_configs, job,
+                                                        event.digest))
             event.completed = now_ns()
             job.progress.vertex(event)
+        return response
+
+    async def _export_here(self, kind: str, attrs: dict[str, str], results, image_configs, job: Job,
+                           vertex: str) -> dict[str, str]:
+        from pybuildkit.worker.exporters.image import export_image
+        from pybuildkit.worker.exporters.local import export_local, export_tar
+
+        split = _bool_attr(attrs, "platform-split", None)
+        if kind == "local":
+            await asyncio.to_thread(export_local, self.worker.snapshots, results, Path(attrs["dest"]),
+                                    platform_split=split)
+        elif kind == "tar":
+            dest = attrs.get("dest", "-")
+            if dest == "-":
+                await asyncio.to_thread(export_tar, self.worker.snapshots, results, sys.stdout.buffer,
+                                        platform_split=split)
+            else:
+                with open(dest, "wb") as handle:
+                    await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle, platform_split=split)
+        else:
+            return await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex)
+        return {}
+
+    async def _export_to_session(self, session, index: int, kind: str, attrs: dict[str, str], results,
+                                 image_configs, job: Job, vertex: str) -> dict[str, str]:
+        """Outputs that land on the client travel back over its session (FileSend)."""
+        import shutil
+        import tempfile
+
+        from pybuildkit.worker.exporters.image import export_image
+        from pybuildkit.worker.exporters.local import export_local, export_tar
+
+        split = _bool_attr(attrs, "platform-split", None)
+        if kind == "local":
+            tmp = Path(tempfile.mkdtemp(prefix="export-", dir=self.worker.run_dir))
+            try:
+                await asyncio.to_thread(export_local, self.worker.snapshots, results, tmp / "out", platform_split=split)
+                await session.send_directory(index, tmp / "out")
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+            return {}
+        writer = session.open_file_send(index)
+        if kind == "tar":
+            await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
+            response: dict[str, str] = {}
+        else:
+            response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
+                                          sink=writer)
+        await writer.finish()
         return response
 
 
@@ -172,14 +212,15 @@ _OUTPUT_KEYS = {
 }
 
 
-def validate_output(output: Output) -> None:
+def validate_output(output: Output, *, require_dest: bool = True) -> None:
+    """`require_dest`: False in the daemon, where the client keeps `dest` to itself."""
     if output.type in LOCAL_EXPORTERS:
         allowed = _OUTPUT_KEYS[output.type]
         for key in output.attrs:
             if key not in allowed:
                 raise BuildError(f"--output type={output.type}: unknown option {key!r}",
                                  hint="valid options: " + ", ".join(sorted(allowed)))
-        if output.type == "local" and not output.attrs.get("dest"):
+        if require_dest and output.type == "local" and not output.attrs.get("dest"):
             raise BuildError("--output type=local requires dest=<dir>")
         return
     if output.type in IMAGE_EXPORTERS or output.type == "cacheonly":

@@ -12,6 +12,8 @@ declare -A PACKAGE=(
   [appliance/api/proto/worker.proto]=pybuildkit.appliance.api.proto
   [appliance/api/proto/control.proto]=pybuildkit.appliance.api.proto
   [appliance/api/proto/gateway.proto]=pybuildkit.appliance.api.proto
+  [appliance/session/proto/fsutil.proto]=pybuildkit.appliance.session.proto
+  [appliance/session/proto/session.proto]=pybuildkit.appliance.session.proto
 )
 
 tmp=$(mktemp -d)

@@ -274,8 +274,12 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.progress import ProgressWriter
 
-    definition = _read_definition(args.frontend)
+    from pybuildkit.appliance.build import validate_output
+
     outputs = parse_outputs(args.output)
+    for output in outputs:
+        validate_output(output)
+    definition = _read_definition(args.frontend)
     attrs = parse_opts(args.opt)
     if args.no_cache:
         attrs["no-cache"] = ""
@@ -283,14 +287,12 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
     session = None
     session_task = None
     try:
-        if _sessions_available():
-            from pybuildkit.appliance.session.client import ClientSession  # type: ignore[import-not-found]
-
-            session = ClientSession.for_build(args, outputs)
-            session_task = asyncio.ensure_future(session.run(client.channel))
+        session = _client_session(args, outputs)
+        session_task = asyncio.ensure_future(session.run(client.channel))
+        exporters = [(o.type, {k: v for k, v in o.attrs.items() if not (k == "dest" and o.type in CLIENT_SIDE)})
+                     for o in outputs]
         opts = SolveOptions(definition=definition, frontend=args.frontend, frontend_attrs=attrs,
-                            exporters=[(o.type, dict(o.attrs)) for o in outputs], entitlements=args.allow,
-                            session_id=session.session_id if session else "")
+                            exporters=exporters, entitlements=args.allow, session_id=session.session_id)
         printer = make_printer(args.progress, sys.stderr)
         progress = ProgressWriter()
         shown = asyncio.ensure_future(display(progress.subscribe(), printer))
@@ -303,10 +305,35 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
         if session is not None:
             await session.close()
         if session_task is not None:
-            session_task.cancel()
+            try:
+                await asyncio.wait_for(session_task, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
         await client.channel.close()
     _write_metadata(args, response)
     return 0
+
+
+CLIENT_SIDE = ("local", "tar", "oci", "docker")
+
+
+def _client_session(args: argparse.Namespace, outputs):
+    """What this client serves the daemon: its directories, secrets, agents, credentials and
+    the places where outputs land (buildctl keeps `dest` on the client too)."""
+    from pybuildkit.appliance.session.client import ClientSession, OutputTarget
+    from pybuildkit.worker.registry.auth import DockerConfigCredentials
+
+    targets = []
+    for output in outputs:
+        if output.type == "local":
+            targets.append(OutputTarget("dir", str(Path(output.attrs["dest"]).resolve())))
+        elif output.type in CLIENT_SIDE:
+            dest = output.attrs.get("dest", "-")
+            targets.append(OutputTarget("file", dest if dest == "-" else str(Path(dest).resolve())))
+        else:
+            targets.append(None)
+    return ClientSession(dirs=parse_locals(args.local), secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+                         credentials=DockerConfigCredentials(), outputs=targets)
 
 
 async def _du(args: argparse.Namespace, address: str) -> int:

@@ -13,7 +13,7 @@ import grpc
 
 from pybuildkit.appliance.api.proto import control_pb2 as cpb
 from pybuildkit.appliance.api.proto import worker_pb2 as wpb
-from pybuildkit.appliance.build import Builder, BuildRequest, Output
+from pybuildkit.appliance.build import CLIENT_SIDE_EXPORTERS, Builder, BuildRequest, Output
 from pybuildkit.appliance.daemon import errors
 from pybuildkit.appliance.daemon.grpcreg import service
 from pybuildkit.appliance.daemon.jobs import BuildJob, Jobs
@@ -22,6 +22,9 @@ from pybuildkit.appliance.daemon.usage import Policy, Usage, UsageInfo, parse_fi
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import parse_platform
+from pybuildkit.worker.providers import build_credentials
+
+FILESEND = "/moby.filesync.v1.FileSend/DiffCopy"
 
 log = logging.getLogger("pybuildkitd")
 
@@ -85,14 +88,21 @@ class ControlService:
     async def _solve(self, job: BuildJob, request: cpb.SolveRequest) -> cpb.SolveResponse:
         job.session_id = request.Session
         job.entitlements = tuple(request.Entitlements)
+        session = None
         if request.Session and self.sessions is not None:
             session = await self.sessions.get(request.Session)
             job.providers = session.providers()
-            job.session = session  # type: ignore[attr-defined]
+            build_credentials.set(job.providers.credentials)
+        job.session = session
         job.solve_started.set()
         outputs = [Output(e.Type, dict(e.Attrs)) for e in request.Exporters]
         if not outputs and request.ExporterDeprecated:
             outputs = [Output(request.ExporterDeprecated, dict(request.ExporterAttrsDeprecated))]
+        for output in outputs:
+            if output.type in CLIENT_SIDE_EXPORTERS and (session is None or not session.supports(FILESEND)):
+                raise BuildError(f"--output type={output.type}: the files go to the client through its session, "
+                                 "and this client offers none (FileSend)",
+                                 hint="use a client that opens a session (pybuildctl, buildctl), or push an image")
         build = BuildRequest(
             definition=request.Definition if len(getattr(request.Definition, "def")) else None,
             frontend=request.Frontend, frontend_attrs=dict(request.FrontendAttrs), outputs=outputs,
@@ -102,7 +112,7 @@ class ControlService:
             cache_imports=[(e.Type, dict(e.Attrs)) for e in request.Cache.Imports],
         )
         build_job = self.builder.new_job(build, job.providers, job.progress, session_id=job.session_id)
-        build_job.output_session = getattr(job, "session", None)  # type: ignore[attr-defined]
+        build_job.output_session = session  # type: ignore[attr-defined]
         if build.definition is not None or build.frontend:
             if build.frontend:
                 platforms, definitions, configs = await self.builder.run_frontend(build, build_job)

@@ -24,6 +24,7 @@ from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform, parse_platform
 from pybuildkit.solver.progress import WarningEvent
+from pybuildkit.worker.providers import build_credentials
 
 BUILD_ID_KEY = "buildkit-controlapi-buildid"
 FRONTEND_CAPS = (
@@ -92,6 +93,7 @@ class GatewayService:
         return ref_id
 
     async def _run_frontend(self, job: BuildJob, request: gpb.SolveRequest) -> gpb.Result:
+        build_credentials.set(job.providers.credentials)  # image resolution with the client's auth
         build = BuildRequest(frontend=request.Frontend, frontend_attrs=dict(request.FrontendOpt),
                              entitlements=job.entitlements)
         build_job = self.builder.new_job(build, job.providers, job.progress, session_id=job.session_id)
@@ -114,6 +116,8 @@ class GatewayService:
 
     async def Return(self, request: gpb.ReturnRequest, context: grpc.aio.ServicerContext) -> gpb.ReturnResponse:
         job = await self._job(context)
+        if job.done.is_set():
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"build {job.ref} has already ended")
         if job.returned.done():
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the build already returned a result")
         if request.HasField("error") and request.error.code:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform
@@ -40,6 +41,8 @@ class BuildJob:
     gateway_refs: dict[str, tuple[Platform | None, pb.Definition]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     status_watchers: int = 0
+    #: the client's session (pybuildkit.appliance.session.manager.Session), when it opened one
+    session: Any = None
 
 
 class Jobs:

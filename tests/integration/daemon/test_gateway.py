@@ -12,6 +12,7 @@ import pytest
 from pybuildkit.appliance.api.proto import control_pb2 as cpb
 from pybuildkit.appliance.api.proto import gateway_pb2 as gpb
 from pybuildkit.appliance.client.solve import new_ref
+from pybuildkit.appliance.session.client import ClientSession, OutputTarget
 from pybuildkit.solver.llb import builder as llb
 from tests.integration.daemon.conftest import Daemon
 
@@ -28,7 +29,9 @@ async def gateway_build(address: str, definition, *, dest: Path, frontend: str =
     ref = new_ref()
     meta = (("buildkit-controlapi-buildid", ref),)
     async with grpc.aio.insecure_channel(f"unix:{address.removeprefix('unix://')}") as ch:
-        solve_req = cpb.SolveRequest(Ref=ref, Exporters=[cpb.Exporter(Type="local", Attrs={"dest": str(dest)})])
+        session = ClientSession(outputs=[OutputTarget("dir", str(dest))])
+        serving = asyncio.ensure_future(session.run(ch))
+        solve_req = cpb.SolveRequest(Ref=ref, Session=session.session_id, Exporters=[cpb.Exporter(Type="local")])
         solve_req.Cache.SetInParent()
         control_solve = asyncio.ensure_future(unary(ch, "/moby.buildkit.v1.Control/Solve", cpb.SolveRequest,
                                                     cpb.SolveResponse)(solve_req))
@@ -50,6 +53,9 @@ async def gateway_build(address: str, definition, *, dest: Path, frontend: str =
             return await control_solve, solved, grpc.StatusCode.OK
         except grpc.aio.AioRpcError as exc:
             return None, solved, exc.code()
+        finally:
+            await session.close()
+            await serving
 
 
 def test_an_llb_definition_through_the_gateway_is_exported(daemon: Daemon, base_image: str, tmp_path: Path) -> None:
