@@ -211,11 +211,12 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.rootless:
+    arguments = list(argv if argv is not None else sys.argv[1:])
+    if "--rootless" in arguments:  # the launcher has options of its own
         from pybuildkit.appliance.rootless.launcher import main as launcher_main
 
-        return launcher_main(list(argv if argv is not None else sys.argv[1:]))
+        return launcher_main(arguments)
+    args = build_parser().parse_args(arguments)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
                         format=f"{PROG}: %(message)s")
     try:
