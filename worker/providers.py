@@ -1,8 +1,8 @@
 """How the client's local files, secrets, ssh agents and registry credentials reach the worker.
 
-The worker only sees these small protocols. Daemonless builds use the direct implementations
-below (reading the client's own files on the spot); the daemon will implement the same
-protocols over the client's session (FileSync, Secrets, SSH, Auth) without the worker changing.
+The worker only sees these small protocols; the daemon implements them over the building
+client's session (appliance/session: FileSync, Secrets, SSH, Auth). The direct implementations
+below are what a client serves from its own machine.
 """
 from __future__ import annotations
 
@@ -52,31 +52,6 @@ async def maybe_await(value: Any) -> Any:
 #: the registry credentials of the build being solved (its client's session), seen by the
 #: worker's registry client in every task the build starts
 build_credentials: ContextVar["CredentialProvider | None"] = ContextVar("build_credentials", default=None)
-
-
-class MissingLocalError(BuildError):
-    pass
-
-
-@dataclass
-class DirectoryLocals:
-    """Daemonless: named local directories on this machine (`--local name=dir`)."""
-
-    dirs: Mapping[str, Path]
-
-    def sync(self, request: LocalSyncRequest, dest: Path) -> None:
-        from pybuildkit.worker.fsutil.sync import sync_dir
-        from pybuildkit.worker.fsutil.walk import WalkOptions
-
-        source = self.dirs.get(request.name)
-        if source is None:
-            raise MissingLocalError(
-                f"no local directory named {request.name!r} was given",
-                hint=f"pass --local {request.name}=<dir>")
-        if not source.is_dir():
-            raise MissingLocalError(f"local directory {request.name}={source} does not exist")
-        sync_dir(source, dest, WalkOptions(request.include_patterns, request.exclude_patterns,
-                                           request.follow_paths))
 
 
 @dataclass

@@ -61,7 +61,10 @@ def parse_locals(values: Sequence[str]) -> dict[str, Path]:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--local {value!r}: expected NAME=DIR")
-        out[name] = Path(path).resolve()
+        folder = Path(path).resolve()
+        if not folder.is_dir():
+            raise UsageError(f"--local {value}: {folder} is not a directory")
+        out[name] = folder
     return out
 
 
@@ -192,54 +195,6 @@ def _read_definition(frontend: str):
     except Exception as exc:
         raise UsageError(f"stdin is not a marshalled LLB Definition: {exc}") from exc
     return definition
-
-
-def _sessions_available() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("pybuildkit.appliance.session.client") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-async def _daemonless_build(args: argparse.Namespace) -> int:
-    """In-process build: used only until client sessions exist (then --daemonless is an
-    ephemeral daemon like every other build)."""
-    from pybuildkit.appliance.build import BuildRequest, make_builder
-    from pybuildkit.appliance.config import load_config
-    from pybuildkit.appliance.daemon import rootlock
-    from pybuildkit.appliance.progressui import display, make_printer
-    from pybuildkit.solver.progress import ProgressWriter
-    from pybuildkit.worker.providers import DirectoryLocals, Providers
-    from pybuildkit.worker.registry.auth import DockerConfigCredentials
-
-    config = load_config(args.config, root=args.root)
-    definition = _read_definition(args.frontend)
-    local_dirs = parse_locals(args.local)
-    request = BuildRequest(
-        definition=definition, frontend=args.frontend, frontend_attrs=parse_opts(args.opt),
-        local_dirs=local_dirs, outputs=parse_outputs(args.output), entitlements=args.allow,
-        no_cache=args.no_cache)
-    providers = Providers(DirectoryLocals(local_dirs), parse_secrets(args.secret), parse_ssh(args.ssh),
-                          DockerConfigCredentials())
-    lock = await asyncio.to_thread(rootlock.acquire, config.root, wait=600.0)
-    try:
-        printer = make_printer(args.progress, sys.stderr)
-        progress = ProgressWriter()
-        shown = asyncio.ensure_future(display(progress.subscribe(), printer))
-        log = (lambda msg: print(f"pybuildkit: {msg}", file=sys.stderr)) if args.debug else None
-        builder = await asyncio.to_thread(make_builder, config, log=log)
-        try:
-            result = await builder.build(request, providers, progress)
-        finally:
-            progress.close()
-            await shown
-            await builder.worker.aclose()
-    finally:
-        lock.release()
-    _write_metadata(args, result.exporter_response)
-    return 0
 
 
 def _write_metadata(args: argparse.Namespace, response: dict[str, str]) -> None:
@@ -405,8 +360,6 @@ async def _run(args: argparse.Namespace) -> int:
     command = COMMANDS[args.command]
     if not args.daemonless:
         return await command(args, args.addr)
-    if command is _remote_build and not _sessions_available():
-        return await _daemonless_build(args)
     from pybuildkit.appliance.client.ephemeral import ephemeral_daemon
 
     async with ephemeral_daemon(root=args.root, config=args.config, debug=args.debug) as address:
