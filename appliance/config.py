@@ -62,6 +62,8 @@ class Config:
     debug: bool = False
     source: Path | None = None
     image_exporter_defaults: Mapping[str, str] = field(default_factory=dict)
+    #: the namespace network of `pybuildkitd --rootless`: "slirp4netns" (isolated) or "host"
+    rootless_network: str = "slirp4netns"
 
 
 def default_root() -> Path:
@@ -98,7 +100,9 @@ def load_config(path: Path | None, *, root: Path | None = None) -> Config:
 #: every key buildkitd.toml may hold, per table ("" = top level); values: nested tables
 KNOWN_KEYS: dict[str, set[str]] = {
     "": {"root", "debug", "trace", "insecure-entitlements", "proxyNetwork", "provenanceEnvDir",
-         "log", "dns", "grpc", "otel", "cdi", "history", "worker", "registry", "frontend", "system", "exporter"},
+         "log", "dns", "grpc", "otel", "cdi", "history", "worker", "registry", "frontend", "system", "exporter",
+         "rootless"},
+    "rootless": {"network"},
     "exporter": {"image"},
     "exporter.image": set(IMAGE_EXPORTER_DEFAULT_KEYS),
     "log": {"format", "level"},
@@ -198,6 +202,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         debug=bool(data.get("debug", False)),
         source=source,
         image_exporter_defaults=_image_defaults(data.get("exporter", {}).get("image", {}), where),
+        rootless_network=_rootless_network(data.get("rootless", {}).get("network", "slirp4netns"), where),
     )
 
 
@@ -221,3 +226,9 @@ def _image_defaults(table: Any, where: str) -> dict[str, str]:
         except BuildError as exc:
             raise ConfigError(f"{where}: exporter.image: {exc.message}", hint=exc.hint) from exc
     return out
+
+
+def _rootless_network(value: Any, where: str) -> str:
+    if value not in ("slirp4netns", "host"):
+        raise ConfigError(f"{where}: rootless.network: unknown network {value!r}", hint="use slirp4netns or host")
+    return str(value)

@@ -31,14 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, help="state directory (default ~/.local/share/pybuildkit)")
     p.add_argument("--config", type=Path, help="pybuildkitd.toml")
     p.add_argument("--debug", action="store_true")
-    p.add_argument("--rootless-net", choices=NETWORKS, default="slirp4netns",
-                   help="network of the namespace: slirp4netns (default, isolated) or host")
+    p.add_argument("--rootless-net", choices=NETWORKS,
+                   help="network of the namespace: slirp4netns (isolated; the default) or host "
+                        "(default from [rootless] network in the config)")
     return p
-
-
-def _default_root() -> Path:
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "pybuildkit"
 
 
 def _own_listeners(addresses: list[str]) -> list[tuple[str, socket.socket]]:
@@ -76,8 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: rootlesskit is not installed (apt install rootlesskit slirp4netns uidmap)",
               file=sys.stderr)
         return 1
+    from pybuildkit.appliance.config import load_config
+    from pybuildkit.solver.errors import BuildError
+
+    try:
+        config = load_config(args.config, root=args.root)
+    except BuildError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        return 1
+    net = args.rootless_net or config.rootless_network
     listeners = listen_fds() or _own_listeners(args.addr)
-    root = args.root or _default_root()
+    root = config.root
     rundir = root / "rootless"
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir(parents=True, mode=0o700)
@@ -90,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         child.append("--debug")
     handing = threading.Thread(target=serve_listeners, args=(str(handoff), listeners), daemon=True)
     handing.start()
-    proc = subprocess.Popen(rootlesskit_command(rundir / "state", child, net=args.rootless_net),
+    proc = subprocess.Popen(rootlesskit_command(rundir / "state", child, net=net),
                             pass_fds=(), start_new_session=False)
 
     def forward(signum: int, _frame: object) -> None:

@@ -27,6 +27,11 @@ cp "$repo/systemd/pybuildkit.tmpfiles" "$src/debian/pybuildkit.tmpfiles"
 mkdir -p "$src/debian/sysusers"  # shipped as a file; postinst creates the user with adduser
 cp "$repo/systemd/pybuildkit.sysusers" "$src/debian/sysusers/pybuildkit.conf"
 [ -f "$repo/systemd/pybuildkit-binfmt.service" ] && cp "$repo/systemd/pybuildkit-binfmt.service" "$src/debian/pybuildkit.pybuildkit-binfmt.service"
+if [ -n "${PYBUILDKIT_DEB_VERSION:-}" ]; then  # a rebuilt package with another version (upgrade tests)
+  { printf 'pybuildkit (%s) bookworm; urgency=medium\n\n  * Rebuilt.\n\n -- pybuildkit developers <dev@pybuildkit.invalid>  %s\n\n' \
+      "$PYBUILDKIT_DEB_VERSION" "$(date -R)"; cat "$src/debian/changelog"; } > "$src/debian/changelog.new"
+  mv "$src/debian/changelog.new" "$src/debian/changelog"
+fi
 (cd "$src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1) || { tail -50 "$work/build.log" >&2; exit 1; }
 mkdir -p "$out"
 deb=$(ls "$work"/pybuildkit_*_all.deb)
