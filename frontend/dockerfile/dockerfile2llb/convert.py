@@ -96,6 +96,16 @@ class Converter:
         except ShellError as exc:
             raise self.error(exc.message, ins) from None
 
+    def expand_heredoc(self, body: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
+        """A COPY/ADD heredoc body with an unquoted delimiter: variables expand and backslashes
+        escape, but quotes are plain text (as in a shell here-document), hence no quote removal."""
+        lex = self.lex()
+        lex.skip_process_quotes = True
+        try:
+            return lex.process_word(body, env)
+        except ShellError as exc:
+            raise self.error(exc.message, ins) from None
+
     def error(self, message: str, ins: Instruction | None) -> DockerfileError:
         start, end = ins.location if ins is not None else (0, 0)
         return DockerfileError(message, filename=self.filename, start_line=start, end_line=end)

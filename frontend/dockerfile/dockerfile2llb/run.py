@@ -124,13 +124,19 @@ async def dispatch_run(conv: "Converter", st: "StageState", ins: Instruction, bu
 
 
 async def _argv(conv: "Converter", st: "StageState", ins: Instruction, mounts: list[llb.Mount]) -> list[str]:
+    """The process of a RUN step.
+
+    A command that is exactly one heredoc runs its body: as a script when it starts with `#!`,
+    else through the stage's shell. Anything else is handed to the shell as the heredoc script it
+    is (command line, then each body and its delimiter), so the shell does what a shell does with
+    heredocs: expand unquoted bodies, keep quoted ones, strip tabs for `<<-`, open other fds.
+    """
     if ins.json_form:
         return list(ins.args)
     command = ins.args[0] if ins.args else ""
     if not ins.heredocs:
         return st.shell + [command]
-    only = must_parse_heredoc(command.strip())
-    if len(ins.heredocs) == 1 and only is not None:
+    if must_parse_heredoc(command.strip()) is not None:
         doc = ins.heredocs[0]
         content = chomp_heredoc_content(doc.content) if doc.chomp else doc.content
         if content.startswith("#!"):
@@ -138,13 +144,5 @@ async def _argv(conv: "Converter", st: "StageState", ins: Instruction, mounts: l
             mounts.append(llb.Mount("/dev/pipes", files, readonly=True))
             return [f"/dev/pipes/{doc.name}"]
         return st.shell + [content]
-    action = None
-    for doc in ins.heredocs:
-        content = chomp_heredoc_content(doc.content) if doc.chomp else doc.content
-        step = (llb.mkfile if action is None else action.mkfile)(f"/{doc.name}", 0o644, content.encode())
-        action = step
-    assert action is not None
-    mounts.append(llb.Mount("/dev/pipes", llb.scratch().file(action), readonly=True))
-    rewritten = re.sub(r"(\d*)<<-?\s*(['\"]?)([^\s'\"<>]+)\2", lambda m: f"{m.group(1)}</dev/pipes/{m.group(3)}",
-                       command)
-    return st.shell + [rewritten]
+    script = command + "".join(f"\n{doc.content}{doc.name}" for doc in ins.heredocs)
+    return st.shell + [script]
