@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pybuildkit.appliance.epoch import epoch_from_attrs
 from pybuildkit.solver.definition import load_definition
 from pybuildkit.solver.errors import BuildError, EntitlementError
 from pybuildkit.solver.pb import ops_pb2 as pb
@@ -132,7 +133,8 @@ class Builder:
                 from pybuildkit.worker.exporters.image import export_image  # the image exporters issue
 
                 response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job,
-                                                   vertex=event.digest))
+                                                   vertex=event.digest,
+                                                   build_args_epoch=epoch_from_attrs(request.frontend_attrs)))
             event.completed = now_ns()
             job.progress.vertex(event)
         return response

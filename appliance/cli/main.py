@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def _daemonless_build(args: argparse.Namespace) -> int:
     from pybuildkit.appliance.build import BuildRequest, make_builder
     from pybuildkit.appliance.config import load_config
+    from pybuildkit.appliance.epoch import with_env_epoch
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.pb import ops_pb2 as pb
     from pybuildkit.solver.progress import ProgressWriter
@@ -157,7 +158,8 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
             raise UsageError(f"stdin is not a marshalled LLB Definition: {exc}") from exc
     local_dirs = parse_locals(args.local)
     request = BuildRequest(
-        definition=definition, frontend=args.frontend, frontend_attrs=parse_opts(args.opt),
+        definition=definition, frontend=args.frontend,
+        frontend_attrs=with_env_epoch(parse_opts(args.opt), os.environ),
         local_dirs=local_dirs, outputs=parse_outputs(args.output), entitlements=args.allow,
         no_cache=args.no_cache)
     providers = Providers(DirectoryLocals(local_dirs), parse_secrets(args.secret), parse_ssh(args.ssh),

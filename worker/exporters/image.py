@@ -20,8 +20,9 @@ from pybuildkit.worker.snapshot.store import Snapshot
 
 async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        results: Sequence[tuple[Platform, Snapshot | None]],
-                       image_configs: Sequence[dict | None], job, *, vertex: str = "") -> dict[str, str]:
-    options = parse_image_options(kind, attrs)
+                       image_configs: Sequence[dict | None], job, *, vertex: str = "",
+                       build_args_epoch: str | None = None) -> dict[str, str]:
+    options = parse_image_options(kind, attrs, build_args_epoch=build_args_epoch)
     if kind == "docker" and len(results) > 1:
         raise BuildError("docker exporter does not currently support exporting manifest lists",
                          hint="use --output type=oci for a multi-platform tarball")
