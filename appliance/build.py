@@ -83,7 +83,10 @@ class Builder:
         from pybuildkit.appliance.dockerfile_inputs import load_frontend_inputs
         from pybuildkit.frontend.dockerfile.builder import build as dockerfile_build
 
-        inputs = load_frontend_inputs(request, job, self._resolve_image_config)
+        async def resolve(ref: str, platform: Platform) -> tuple[str, dict]:
+            return await self._resolve_image_config(ref, platform, job)
+
+        inputs = load_frontend_inputs(request, job, resolve)
         result = await dockerfile_build(inputs)
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
@@ -102,7 +105,15 @@ class Builder:
             job.progress.warning(WarningEvent(vertex="", level=1, short=short))
         return result.platforms, result.definitions, result.image_configs
 
-    async def _resolve_image_config(self, ref: str, platform: Platform) -> tuple[str, dict]:
+    async def _resolve_image_config(self, ref: str, platform: Platform, job: Job) -> tuple[str, dict]:
+        if ref.startswith("oci-layout://"):  # a named context from the client's --oci-layout
+            from pybuildkit.worker.ops.source_oci import layout_dir, resolve_layout
+
+            store_id, _, digest = ref.removeprefix("oci-layout://").partition("@")
+            layout = layout_dir(job, store_id)
+            found = await asyncio.to_thread(resolve_layout, self.worker.content, layout, f"{store_id}", digest,
+                                            platform)
+            return ref, found.config
         resolved = await self.worker.resolve_image(ref, platform)
         digest_ref = f"{resolved.ref.repository}@{resolved.root_digest}"
         return digest_ref, resolved.config

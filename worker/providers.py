@@ -40,6 +40,11 @@ class CredentialProvider(Protocol):
     def credentials(self, host: str) -> tuple[str, str] | None: ...
 
 
+class OCIStores(Protocol):
+    def layout_dir(self, store_id: str) -> Path | None:
+        """The client's OCI image layout named `store_id` (`--oci-layout STORE=DIR`), or None."""
+
+
 class MissingLocalError(BuildError):
     pass
 
@@ -63,6 +68,16 @@ class DirectoryLocals:
             raise MissingLocalError(f"local directory {request.name}={source} does not exist")
         sync_dir(source, dest, WalkOptions(request.include_patterns, request.exclude_patterns,
                                            request.follow_paths))
+
+
+@dataclass
+class DirectoryOCIStores:
+    """Daemonless: OCI layout directories on this machine (`--oci-layout name=dir`)."""
+
+    dirs: Mapping[str, Path] = field(default_factory=dict)
+
+    def layout_dir(self, store_id: str) -> Path | None:
+        return self.dirs.get(store_id)
 
 
 @dataclass
@@ -100,3 +115,4 @@ class Providers:
     secrets: SecretProvider | None = None
     ssh: SSHProvider | None = None
     credentials: CredentialProvider | None = None
+    oci_stores: OCIStores | None = None

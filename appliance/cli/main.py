@@ -52,12 +52,12 @@ def parse_outputs(values: Sequence[str]):
     return outputs
 
 
-def parse_locals(values: Sequence[str]) -> dict[str, Path]:
+def parse_locals(values: Sequence[str], flag: str = "--local") -> dict[str, Path]:
     out: dict[str, Path] = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise UsageError(f"--local {value!r}: expected NAME=DIR")
+            raise UsageError(f"{flag} {value!r}: expected NAME=DIR")
         out[name] = Path(path).resolve()
     return out
 
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--output", "-o", action="append", default=[])
     build.add_argument("--progress", default="auto")
     build.add_argument("--local", action="append", default=[])
+    build.add_argument("--oci-layout", action="append", default=[], help="NAME=DIR: an OCI layout for oci-layout://")
     build.add_argument("--frontend", default="")
     build.add_argument("--opt", action="append", default=[])
     build.add_argument("--no-cache", action="store_true")
@@ -142,7 +143,7 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.pb import ops_pb2 as pb
     from pybuildkit.solver.progress import ProgressWriter
-    from pybuildkit.worker.providers import DirectoryLocals, Providers
+    from pybuildkit.worker.providers import DirectoryLocals, DirectoryOCIStores, Providers
     from pybuildkit.worker.registry.auth import DockerConfigCredentials
 
     config = load_config(args.config, root=args.root)
@@ -163,7 +164,8 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
         local_dirs=local_dirs, outputs=parse_outputs(args.output), entitlements=args.allow,
         no_cache=args.no_cache)
     providers = Providers(DirectoryLocals(local_dirs), parse_secrets(args.secret), parse_ssh(args.ssh),
-                          DockerConfigCredentials())
+                          DockerConfigCredentials(),
+                          oci_stores=DirectoryOCIStores(parse_locals(args.oci_layout, "--oci-layout")))
     printer = make_printer(args.progress, sys.stderr)
     progress = ProgressWriter()
     shown = asyncio.ensure_future(display(progress.subscribe(), printer))

@@ -26,6 +26,7 @@ class FrontendInputs:
     session_id: str = ""
     build_platform: Platform = field(default_factory=host_platform)
     resolve_image_config: Callable[[str, Platform], Awaitable[tuple[str, dict]]] | None = None
+    local_dockerignores: Mapping[str, bytes] = field(default_factory=dict)  # of named `local:` contexts
 
 
 @dataclass
@@ -68,7 +69,8 @@ def _options(inputs: FrontendInputs) -> Options:
         dockerignore=read_dockerignore(inputs.dockerignore) if inputs.dockerignore else [],
         named_contexts={k: v for k, v in attrs.items() if k.startswith("context:")},
         extra_hosts=hosts, network=attrs.get("force-network-mode") or None,
-        shm_size=int(shm) if shm else None, ulimits=ulimits)
+        shm_size=int(shm) if shm else None, ulimits=ulimits,
+        local_dockerignores={name: read_dockerignore(data) for name, data in inputs.local_dockerignores.items()})
 
 
 async def build(inputs: FrontendInputs) -> FrontendResult:

@@ -5,7 +5,7 @@ import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch
+from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch, namedcontext
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_instruction
 from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
@@ -36,6 +36,7 @@ class Options:
     network: str | None
     shm_size: int | None
     ulimits: list[tuple[str, int, int]]
+    local_dockerignores: dict[str, list[str]] = field(default_factory=dict)  # named local contexts
 
 
 @dataclass
@@ -95,6 +96,17 @@ class Converter:
             return self.lex().process_word(word, env)
         except ShellError as exc:
             raise self.error(exc.message, ins) from None
+
+    async def resolve(self, ref: str, platform: Platform, what: str) -> tuple[str, dict]:
+        """The resolver's (pinned reference, image config) for `ref`, errors as DockerfileError."""
+        assert self.resolver is not None
+        try:
+            return await self.resolver(ref, platform)
+        except DockerfileError:
+            raise
+        except Exception as exc:  # the worker's typed errors, whatever their class
+            message = getattr(exc, "message", str(exc))
+            raise DockerfileError(f"{what} {ref}: failed to resolve source metadata: {message}") from None
 
     def expand_heredoc(self, body: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
         """A COPY/ADD heredoc body with an unquoted delimiter: variables expand and backslashes
@@ -234,7 +246,27 @@ class Converter:
         parent = find_stage(self.stages, base_ref, before=stage.index)
         total = len(stage.instructions) + 1
         prefix = self.prefix(stage, platform)
-        if parent is not None and parent is not stage:
+        replacement = namedcontext.find(self.options.named_contexts, stage.name, platform) if stage.name else None
+        if replacement is not None:  # `context:STAGE=...` stands for the whole stage
+            try:
+                loaded = await namedcontext.load(self, replacement, platform, self.options.local_dockerignores)
+            except DockerfileError as exc:
+                raise exc.located(self.filename, *ins.location) from None
+            st = self._named_stage(stage, platform, loaded, total)
+            st.target_platform = target_platform
+            return st
+        named = None
+        if parent is None or parent is stage:
+            named = namedcontext.find(self.options.named_contexts, base_ref, platform) if base_ref else None
+        if named is not None:
+            try:
+                loaded = await namedcontext.load(self, named, platform, self.options.local_dockerignores)
+            except DockerfileError as exc:
+                raise exc.located(self.filename, *ins.location) from None
+            st = self._named_stage(stage, platform, loaded, total)
+            for trigger in st.config.pop("OnBuild", None) or []:
+                await self._onbuild(st, trigger, build)
+        elif parent is not None and parent is not stage:
             parent_state = await build(parent)
             st = StageState(stage, platform, parent_state.state, copy.deepcopy(parent_state.image),
                             dict(parent_state.env), {}, parent_state.workdir, parent_state.user,
@@ -251,10 +283,7 @@ class Converter:
         else:
             if not base_ref:
                 raise self.error("base name (${" + stage.base_raw.strip("${}") + "}) should not be blank", ins)
-            named = self.options.named_contexts.get(f"context:{base_ref}") or self.options.named_contexts.get(base_ref)
             ref = base_ref
-            if named and named.startswith("docker-image://"):
-                ref = named[len("docker-image://"):]
             try:
                 canonical = normalize_image_ref(ref)
             except InvalidReferenceError as exc:
@@ -294,6 +323,27 @@ class Converter:
                 await dispatch.dispatch(self, st, ins, build)
             except DockerfileError as exc:
                 raise exc.located(self.filename, *ins.location) from None
+        return st
+
+    def _named_stage(self, stage: Stage, platform: Platform, loaded: namedcontext.LoadedContext,
+                     total: int) -> StageState:
+        """A stage whose base is a named context: its image config when it is an image, else the
+        empty image's (as `FROM scratch`)."""
+        source = loaded.image or {}
+        image = {"architecture": platform.architecture, "os": platform.os,
+                 "config": copy.deepcopy(source.get("config") or {}), "rootfs": {"type": "layers", "diff_ids": []},
+                 "history": copy.deepcopy(source.get("history") or [])}
+        if platform.variant:
+            image["variant"] = platform.variant
+        env = env_from_list(image["config"].get("Env") or [])
+        if "PATH" not in env and platform.os != "windows":
+            env["PATH"] = DEFAULT_PATH
+            image["config"]["Env"] = _env_list(env)
+        image["config"].setdefault("WorkingDir", image["config"].get("WorkingDir") or "/")
+        config = image["config"]
+        st = StageState(stage, platform, loaded.state, image, env, {}, config.get("WorkingDir") or "/",
+                        config.get("User") or "", list(config.get("Shell") or ["/bin/sh", "-c"]), total=total)
+        st.steps = 1
         return st
 
     async def _onbuild(self, st: StageState, trigger: str, build) -> None:

@@ -5,6 +5,7 @@ import posixpath
 import re
 from typing import TYPE_CHECKING
 
+from pybuildkit.frontend.dockerfile.dockerfile2llb import namedcontext
 from pybuildkit.frontend.dockerfile.dockerfile2llb.dispatch import history
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import find_stage
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_mount
@@ -32,13 +33,9 @@ async def source_state(conv: "Converter", st: "StageState", ref: str, ins: Instr
             raise DockerfileError(f"cannot copy from stage {ref!r}, it needs to be defined before current stage "
                                   f"{st.stage.display_name!r}")
         return (await build(stage)).state
-    named = conv.options.named_contexts.get(f"context:{ref}")
+    named = namedcontext.find(conv.options.named_contexts, ref, st.platform)
     if named is not None:
-        if named.startswith("docker-image://"):
-            return llb.image(named[len("docker-image://"):], platform=st.platform)
-        if named.startswith("local:"):
-            return llb.local(named[len("local:"):], session_id=conv.options.session_id,
-                             shared_key_hint=named[len("local:"):])
+        return (await namedcontext.load(conv, named, st.platform, conv.options.local_dockerignores)).state
     if ref == "context":
         return context_state(conv)
     return llb.image(ref, platform=st.platform, constraints=llb.Constraints(custom_name=f"[internal] load {ref}"))
