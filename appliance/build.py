@@ -46,6 +46,8 @@ class BuildRequest:
 class BuildResult:
     exporter_response: dict[str, str]
     results: list[tuple[Platform, Snapshot | None]]
+    check_report: str | None = None  # `--opt method=check`: the checks' report; nothing was built
+    check_failed: bool = False
 
 
 class Builder:
@@ -61,7 +63,10 @@ class Builder:
             validate_output(output)
         job = Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
         if request.frontend:
-            platforms, definitions, image_configs = await self._frontend(request, job)
+            frontend = await self._frontend(request, job)
+            if frontend.check_report is not None:
+                return BuildResult({}, [], check_report=frontend.check_report, check_failed=frontend.check_failed)
+            platforms, definitions, image_configs = frontend.platforms, frontend.definitions, frontend.image_configs
         else:
             if request.definition is None:
                 raise BuildError("no build definition given", hint="pipe an LLB definition on stdin or pass --frontend")
@@ -88,6 +93,14 @@ class Builder:
 
         inputs = load_frontend_inputs(request, job, resolve)
         result = await dockerfile_build(inputs)
+        for warning in result.warnings:
+            short = str(getattr(warning, "short", warning)).encode()
+            description = getattr(warning, "description", "")
+            job.progress.warning(WarningEvent(vertex="", level=1, short=short,
+                                              detail=[description.encode()] if description else [],
+                                              url=getattr(warning, "url", "")))
+        if result.check_report is not None:
+            return result
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
         missing = sorted(wanted - allowed)
@@ -100,10 +113,7 @@ class Builder:
                 if ent not in request.entitlements:
                     parts.append(f"{ent} was not requested (pass --allow {ent})")
             raise EntitlementError("; ".join(parts))
-        for warning in result.warnings:
-            short = str(getattr(warning, "short", warning)).encode()
-            job.progress.warning(WarningEvent(vertex="", level=1, short=short))
-        return result.platforms, result.definitions, result.image_configs
+        return result
 
     async def _resolve_image_config(self, ref: str, platform: Platform, job: Job) -> tuple[str, dict]:
         if ref.startswith("oci-layout://"):  # a named context from the client's --oci-layout

@@ -177,6 +177,14 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
         progress.close()
         await shown
         await builder.worker.aclose()
+    if result.check_report is not None:  # --opt method=check: the report is the result
+        sys.stdout.write(result.check_report)
+        count = result.check_report.count("\nWARNING: ")
+        sys.stdout.write("Check complete, no warnings found.\n" if not count else
+                         f"Check complete, {count} warning has been found!\n" if count == 1 else
+                         f"Check complete, {count} warnings have been found!\n")
+        sys.stdout.flush()
+        return 1 if result.check_failed else 0
     if args.metadata_file:
         args.metadata_file.write_text(json.dumps(result.exporter_response, indent=2) + "\n")
     return 0

@@ -5,9 +5,11 @@ import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from pybuildkit.frontend.dockerfile.checks import Linter, parse_check_config
+from pybuildkit.frontend.dockerfile.checks import static
 from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch, namedcontext
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
-from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_instruction
+from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, did_you_mean, parse_instruction
 from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
 from pybuildkit.frontend.dockerfile.shell import Lex, ShellError, env_from_list
 from pybuildkit.solver.llb import builder as llb
@@ -17,6 +19,11 @@ from pybuildkit.solver.platforms import Platform, PlatformError, parse_platform
 DEFAULT_PATH = llb.DEFAULT_PATH
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
               "no_proxy", "ALL_PROXY", "all_proxy")
+
+# Variables BuildKit never reports as undefined: the automatic platform ARGs and the proxy ARGs.
+NON_ENV_ARGS = frozenset({"BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT", "BUILDOSVERSION",
+                          "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "TARGETOSVERSION",
+                          "TARGETSTAGE", *PROXY_ARGS})
 
 Resolver = Callable[[str, Platform], Awaitable[tuple[str, dict]]]
 
@@ -37,6 +44,7 @@ class Options:
     shm_size: int | None
     ulimits: list[tuple[str, int, int]]
     local_dockerignores: dict[str, list[str]] = field(default_factory=dict)  # named local contexts
+    convert_all_stages: bool = False  # `method=check`: every stage is converted (and checked)
 
 
 @dataclass
@@ -87,15 +95,74 @@ class Converter:
         self.meta_args, self.stages = split_stages(instructions)
         self.entitlements: set[str] = set()
         self.multi_platform = len(options.platforms) > 1
+        check_text = options.build_args.get("BUILDKIT_DOCKERFILE_CHECK", self.directives.check)
+        try:
+            self.lint = Linter(parse_check_config(check_text))
+        except DockerfileError as exc:
+            raise exc.located(filename, *self._check_directive_lines()) from None
+        self._linting: StageState | None = None  # the stage whose instruction is being converted
+        self._static_checks()
+
+    def _check_directive_lines(self) -> tuple[int, int]:
+        text = self.source_map.data.decode("utf-8", "replace") if isinstance(self.source_map.data, bytes) else ""
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.lstrip("#").strip().lower().startswith("check="):
+                return number, number
+        return 0, 0
+
+    def _static_checks(self) -> None:
+        """The build checks that need only the Dockerfile (see checks.static)."""
+        platform = self.options.platforms[0]
+        meta = self.meta_env(platform)
+        defaults = self.platform_args(platform, self.target_stage_name())
+        for ins in self.meta_args:
+            for arg in ins.args:
+                key, has_value, value = arg.partition("=")
+                if has_value:
+                    try:
+                        defaults[key] = self.lex().process_word(value, defaults)
+                    except ShellError:
+                        pass
+        parents: dict[int, int] = {}
+        for stage in self.stages:
+            try:
+                base = self.lex().process_word(stage.base_raw, meta)
+            except ShellError:
+                continue
+            parent = find_stage(self.stages, base, before=stage.index)
+            if parent is not None and parent is not stage:
+                parents[stage.index] = parent.index
+        static.check_parse_warnings(self.lint, self.warnings)
+        static.check_casing(self.lint, self.stages)
+        static.check_stage_names(self.lint, self.stages)
+        static.check_instructions(self.lint, self.stages, self.meta_args, parents)
+        static.check_from(self.lint, self.stages, self.lex(), meta, list(self.declared_meta()), defaults,
+                          [s.name for s in self.stages if s.name])
 
     def lex(self) -> Lex:
         return Lex(self.escape)
 
     def expand(self, word: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
         try:
-            return self.lex().process_word(word, env)
+            if self._linting is None or ins is None or ins.name == "FROM":
+                return self.lex().process_word(word, env)
+            result = self.lex().process_word_with_matches(word, env)
         except ShellError as exc:
             raise self.error(exc.message, ins) from None
+        self._report_undefined(result.unmatched, env, ins)
+        return result.result
+
+    def _report_undefined(self, unmatched: set[str], env: Mapping[str, str], ins: Instruction) -> None:
+        """UndefinedVar: a variable the frontend expands that no ARG declared and no ENV set."""
+        st = self._linting
+        if not unmatched or st is None:
+            return
+        declared = {arg.partition("=")[0] for other in st.stage.instructions if other.name == "ARG"
+                    and other.location[0] < ins.location[0] for arg in other.args}
+        for name in sorted(unmatched - declared - NON_ENV_ARGS):
+            suggestion = did_you_mean(name, sorted(env), case_insensitive=False)
+            self.lint.run("UndefinedVar", f"Usage of undefined variable '${name}'"
+                          + (f" (did you mean ${suggestion}?)" if suggestion else ""), ins.location)
 
     async def resolve(self, ref: str, platform: Platform, what: str) -> tuple[str, dict]:
         """The resolver's (pinned reference, image config) for `ref`, errors as DockerfileError."""
@@ -173,6 +240,9 @@ class Converter:
             return result
 
         final = await build(target)
+        if self.options.convert_all_stages:
+            for stage in self.stages:
+                await build(stage)
         image = copy.deepcopy(final.image)
         for key, value in self.options.labels.items():
             image["config"].setdefault("Labels", {})[key] = value
@@ -298,6 +368,7 @@ class Converter:
                     raise self.error(f"{canonical}: failed to resolve source metadata: {message}", ins) from None
                 name_part = canonical.split("@")[0]
                 pinned = name_part + "@" + digest_ref.split("@", 1)[1] if "@" in digest_ref else canonical
+                self._check_base_platform(ref, platform, config, ins)
             image = {"architecture": platform.architecture, "os": platform.os,
                      "config": copy.deepcopy(config.get("config") or {}), "rootfs": {"type": "layers", "diff_ids": []},
                      "history": copy.deepcopy(config.get("history") or [])}
@@ -319,11 +390,25 @@ class Converter:
         st.target_platform = target_platform
         for ins in stage.instructions:
             st.steps += 1
+            self._linting = st
             try:
                 await dispatch.dispatch(self, st, ins, build)
             except DockerfileError as exc:
                 raise exc.located(self.filename, *ins.location) from None
+            finally:
+                self._linting = None
         return st
+
+    def _check_base_platform(self, ref: str, expected: Platform, config: dict, ins: Instruction) -> None:
+        """InvalidBaseImagePlatform: the registry gave an image for another OS or architecture."""
+        os_, arch = config.get("os"), config.get("architecture")
+        if not os_ or not arch:
+            return
+        actual = Platform(os_, arch, config.get("variant", "") or "").normalized()
+        wanted = expected.normalized()
+        if (actual.os, actual.architecture) != (wanted.os, wanted.architecture):
+            self.lint.run("InvalidBaseImagePlatform", f'Base image {ref} was pulled with platform "{actual}", '
+                          f'expected "{wanted}" for current build', ins.location)
 
     def _named_stage(self, stage: Stage, platform: Platform, loaded: namedcontext.LoadedContext,
                      total: int) -> StageState:
