@@ -23,6 +23,8 @@ from pybuildkit.worker.worker import Worker
 
 LOCAL_EXPORTERS = ("local", "tar")
 IMAGE_EXPORTERS = ("image", "oci", "docker")
+#: the outputs a client receives as files (written by the client from its session)
+CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,20 @@ class BuildRequest:
     outputs: Sequence[Output] = ()
     entitlements: Sequence[str] = ()
     no_cache: bool = False
+    cache_exports: Sequence[tuple[str, Mapping[str, str]]] = ()
+    cache_imports: Sequence[tuple[str, Mapping[str, str]]] = ()
 
 
 @dataclass
 class BuildResult:
     exporter_response: dict[str, str]
     results: list[tuple[Platform, Snapshot | None]]
-    check_report: str | None = None  # `--opt method=check`: the checks' report; nothing was built
-    check_failed: bool = False
+
+
+# `--opt method=check`: the frontend's answer travels as a subrequest result does in BuildKit,
+# in the response metadata; nothing is solved or exported.
+CHECK_RESULT_TEXT = "result.txt"
+CHECK_RESULT_STATUS = "result.statuscode"
 
 
 class Builder:
@@ -59,28 +67,42 @@ class Builder:
 
     async def build(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                     *, session_id: str = "") -> BuildResult:
-        for output in request.outputs:
-            validate_output(output)
-        job = Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
+        job = self.new_job(request, providers, progress, session_id=session_id)
         if request.frontend:
-            frontend = await self._frontend(request, job)
-            if frontend.check_report is not None:
-                return BuildResult({}, [], check_report=frontend.check_report, check_failed=frontend.check_failed)
-            platforms, definitions, image_configs = frontend.platforms, frontend.definitions, frontend.image_configs
+            platforms, definitions, image_configs = await self.run_frontend(request, job)
+            if not definitions:  # a check request: its report is the result
+                return BuildResult(dict(getattr(job, "frontend_response", {}) or {}), [])
         else:
             if request.definition is None:
                 raise BuildError("no build definition given", hint="pipe an LLB definition on stdin or pass --frontend")
             platforms, definitions, image_configs = [self.worker.platform], [request.definition], [None]
+        return await self.solve_and_export(request, job, platforms, definitions, image_configs)
+
+    def new_job(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
+                *, session_id: str = "") -> Job:
+        for output in request.outputs:
+            validate_output(output, require_dest=False)
+        return Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
+
+    async def solve_and_export(self, request: BuildRequest, job: Job, platforms: Sequence[Platform],
+                               definitions: Sequence[pb.Definition],
+                               image_configs: Sequence[dict | None]) -> BuildResult:
+        """Solve one definition per platform, then run the outputs (the daemon's gateway path
+        arrives here with definitions a frontend produced earlier)."""
         if request.no_cache:
+            from pybuildkit.solver.llb.marshal import digest_of
+
             for definition in definitions:
                 for raw in getattr(definition, "def"):
-                    from pybuildkit.solver.llb.marshal import digest_of
                     definition.metadata[digest_of(raw)].ignore_cache = True
         graphs = [load_definition(d) for d in definitions]
         solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
         results = [(p, s.result) for p, s in zip(platforms, solved)]
-        response = await self._export(request, results, image_configs, job)
+        response = await self._export(request, results, list(image_configs), job)
         return BuildResult(response, results)
+
+    async def run_frontend(self, request: BuildRequest, job: Job):
+        return await self._frontend(request, job)
 
     async def _frontend(self, request: BuildRequest, job: Job):
         if request.frontend not in ("dockerfile.v0",):
@@ -91,7 +113,8 @@ class Builder:
         async def resolve(ref: str, platform: Platform) -> tuple[str, dict]:
             return await self._resolve_image_config(ref, platform, job)
 
-        inputs = load_frontend_inputs(request, job, resolve)
+        # in a thread: reading the Dockerfile may wait on the client's session
+        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, resolve)
         result = await dockerfile_build(inputs)
         for warning in result.warnings:
             short = str(getattr(warning, "short", warning)).encode()
@@ -100,7 +123,9 @@ class Builder:
                                               detail=[description.encode()] if description else [],
                                               url=getattr(warning, "url", "")))
         if result.check_report is not None:
-            return result
+            job.frontend_response = {CHECK_RESULT_TEXT: result.check_report,  # type: ignore[attr-defined]
+                                     CHECK_RESULT_STATUS: "1" if result.check_failed else "0"}
+            return [], [], []
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
         missing = sorted(wanted - allowed)
@@ -113,51 +138,91 @@ class Builder:
                 if ent not in request.entitlements:
                     parts.append(f"{ent} was not requested (pass --allow {ent})")
             raise EntitlementError("; ".join(parts))
-        return result
+        return result.platforms, result.definitions, result.image_configs
 
-    async def _resolve_image_config(self, ref: str, platform: Platform, job: Job) -> tuple[str, dict]:
+    async def _resolve_image_config(self, ref: str, platform: Platform, job: Job | None = None) -> tuple[str, dict]:
         if ref.startswith("oci-layout://"):  # a named context from the client's --oci-layout
             from pybuildkit.worker.ops.source_oci import layout_dir, resolve_layout
 
             store_id, _, digest = ref.removeprefix("oci-layout://").partition("@")
-            layout = layout_dir(job, store_id)
-            found = await asyncio.to_thread(resolve_layout, self.worker.content, layout, f"{store_id}", digest,
-                                            platform)
-            return ref, found.config
+
+            def read() -> dict:
+                layout = layout_dir(job, store_id)
+                return resolve_layout(self.worker.content, layout, store_id, digest, platform).config
+
+            return ref, await asyncio.to_thread(read)
         resolved = await self.worker.resolve_image(ref, platform)
         digest_ref = f"{resolved.ref.repository}@{resolved.root_digest}"
         return digest_ref, resolved.config
 
     async def _export(self, request: BuildRequest, results, image_configs, job: Job) -> dict[str, str]:
-        from pybuildkit.worker.exporters.local import export_local, export_tar
-
         response: dict[str, str] = {}
-        for output in request.outputs:
+        job.build_args_epoch = epoch_from_attrs(request.frontend_attrs)  # type: ignore[attr-defined]
+        session = getattr(job, "output_session", None)
+        for index, output in enumerate(request.outputs):
             started = now_ns()
             event = VertexEvent(f"export-{output.type}-{started}", f"exporting to {output.type}", started=started)
             job.progress.vertex(event)
             attrs = dict(output.attrs)
-            split = _bool_attr(attrs, "platform-split", None)
-            if output.type == "local":
-                await asyncio.to_thread(export_local, self.worker.snapshots, results, Path(attrs["dest"]),
-                                        platform_split=split)
-            elif output.type == "tar":
-                dest = attrs.get("dest", "-")
-                if dest == "-":
-                    await asyncio.to_thread(export_tar, self.worker.snapshots, results, sys.stdout.buffer,
-                                            platform_split=split)
-                else:
-                    with open(dest, "wb") as handle:
-                        await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle,
-                                                platform_split=split)
+            if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
+                attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
+                response.update(await self._export_to_session(session, index, output.type, attrs, results,
+                                                              image_configs, job, event.digest))
             else:
-                from pybuildkit.worker.exporters.image import export_image  # the image exporters issue
-
-                response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job,
-                                                   vertex=event.digest,
-                                                   build_args_epoch=epoch_from_attrs(request.frontend_attrs)))
+                response.update(await self._export_here(output.type, attrs, results, image_configs, job,
+                                                        event.digest))
             event.completed = now_ns()
             job.progress.vertex(event)
+        return response
+
+    async def _export_here(self, kind: str, attrs: dict[str, str], results, image_configs, job: Job,
+                           vertex: str) -> dict[str, str]:
+        from pybuildkit.worker.exporters.image import export_image
+        from pybuildkit.worker.exporters.local import export_local, export_tar
+
+        split = _bool_attr(attrs, "platform-split", None)
+        if kind == "local":
+            await asyncio.to_thread(export_local, self.worker.snapshots, results, Path(attrs["dest"]),
+                                    platform_split=split)
+        elif kind == "tar":
+            dest = attrs.get("dest", "-")
+            if dest == "-":
+                await asyncio.to_thread(export_tar, self.worker.snapshots, results, sys.stdout.buffer,
+                                        platform_split=split)
+            else:
+                with open(dest, "wb") as handle:
+                    await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle, platform_split=split)
+        else:
+            return await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
+                                      build_args_epoch=getattr(job, "build_args_epoch", None))
+        return {}
+
+    async def _export_to_session(self, session, index: int, kind: str, attrs: dict[str, str], results,
+                                 image_configs, job: Job, vertex: str) -> dict[str, str]:
+        """Outputs that land on the client travel back over its session (FileSend)."""
+        import shutil
+        import tempfile
+
+        from pybuildkit.worker.exporters.image import export_image
+        from pybuildkit.worker.exporters.local import export_local, export_tar
+
+        split = _bool_attr(attrs, "platform-split", None)
+        if kind == "local":
+            tmp = Path(tempfile.mkdtemp(prefix="export-", dir=self.worker.run_dir))
+            try:
+                await asyncio.to_thread(export_local, self.worker.snapshots, results, tmp / "out", platform_split=split)
+                await session.send_directory(index, tmp / "out")
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+            return {}
+        writer = session.open_file_send(index)
+        if kind == "tar":
+            await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
+            response: dict[str, str] = {}
+        else:
+            response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
+                                          sink=writer, build_args_epoch=getattr(job, "build_args_epoch", None))
+        await writer.finish()
         return response
 
 
@@ -178,14 +243,15 @@ _OUTPUT_KEYS = {
 }
 
 
-def validate_output(output: Output) -> None:
+def validate_output(output: Output, *, require_dest: bool = True) -> None:
+    """`require_dest`: False in the daemon, where the client keeps `dest` to itself."""
     if output.type in LOCAL_EXPORTERS:
         allowed = _OUTPUT_KEYS[output.type]
         for key in output.attrs:
             if key not in allowed:
                 raise BuildError(f"--output type={output.type}: unknown option {key!r}",
                                  hint="valid options: " + ", ".join(sorted(allowed)))
-        if output.type == "local" and not output.attrs.get("dest"):
+        if require_dest and output.type == "local" and not output.attrs.get("dest"):
             raise BuildError("--output type=local requires dest=<dir>")
         return
     if output.type in IMAGE_EXPORTERS or output.type == "cacheonly":

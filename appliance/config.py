@@ -33,10 +33,18 @@ class OCIWorkerConfig:
 
 
 @dataclass(frozen=True)
+class TLSConfig:
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+
+@dataclass(frozen=True)
 class GRPCConfig:
     addresses: tuple[str, ...] = ()
     uid: int | None = None
     gid: int | None = None
+    tls: TLSConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,48 @@ def load_config(path: Path | None, *, root: Path | None = None) -> Config:
     return parse_config(data, source=source, root=root)
 
 
+#: every key buildkitd.toml may hold, per table ("" = top level); values: nested tables
+KNOWN_KEYS: dict[str, set[str]] = {
+    "": {"root", "debug", "trace", "insecure-entitlements", "proxyNetwork", "provenanceEnvDir",
+         "log", "dns", "grpc", "otel", "cdi", "history", "worker", "registry", "frontend", "system"},
+    "log": {"format", "level"},
+    "dns": {"nameservers", "options", "searchDomains"},
+    "grpc": {"address", "debugAddress", "uid", "gid", "tls"},
+    "grpc.tls": {"cert", "key", "ca"},
+    "otel": {"socketPath"},
+    "cdi": {"disabled", "specDirs"},
+    "history": {"maxAge", "maxEntries"},
+    "worker": {"oci", "containerd"},
+    "worker.oci": {"enabled", "platforms", "snapshotter", "rootless", "noProcessSandbox", "gc", "gckeepstorage",
+                   "reservedSpace", "maxUsedSpace", "minFreeSpace", "binary", "apparmor-profile",
+                   "selinux", "max-parallelism", "cniPoolSize", "cniBinaryPath", "cniConfigPath", "labels",
+                   "gcpolicy", "networkMode", "userRemapUnsupported", "hostname"},
+    "worker.containerd": {"address", "enabled", "platforms", "namespace", "gc", "gckeepstorage",
+                          "reservedSpace", "maxUsedSpace", "minFreeSpace", "defaultCgroupParent", "runtime",
+                          "labels", "gcpolicy", "snapshotter", "max-parallelism"},
+    "system": {"platformsCacheMaxAge"},
+}
+
+
+def check_keys(data: Mapping[str, Any], *, where: str, table: str = "") -> None:
+    """An unknown or misspelled key is an error naming the key and the file."""
+    import difflib
+
+    known = KNOWN_KEYS.get(table)
+    if known is None:
+        return
+    for key, value in data.items():
+        name = f"{table}.{key}" if table else key
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(f"{where}: unknown key {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if isinstance(value, dict):
+            check_keys(value, where=where, table=name)
+
+
 def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: Path | None = None) -> Config:
     where = str(source) if source else "configuration"
+    check_keys(data, where=where)
 
     def expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
         if not isinstance(value, kind):
@@ -138,7 +186,15 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         insecure_entitlements=entitlements,
         registries=registries,
         worker=worker,
-        grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid")),
+        grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid"), _tls(grpc.get("tls"), where)),
         debug=bool(data.get("debug", False)),
         source=source,
     )
+
+
+def _tls(table: Any, where: str) -> TLSConfig | None:
+    if not table:
+        return None
+    if not table.get("cert") or not table.get("key"):
+        raise ConfigError(f"{where}: grpc.tls needs both cert and key")
+    return TLSConfig(Path(table["cert"]), Path(table["key"]), Path(table["ca"]) if table.get("ca") else None)

@@ -154,7 +154,7 @@ class Solver:
         try:
             cache_map = await impl.cache_map(ctx, inputs)
             input_keys = []
-            for position, ((child, index), child_outcome) in enumerate(zip(vertex.inputs, input_outcomes)):
+            for position, ((_child, index), child_outcome) in enumerate(zip(vertex.inputs, input_outcomes)):
                 dep = cache_map.deps[position] if position < len(cache_map.deps) else Dep()
                 if dep.content:
                     key = await self.worker.content_checksum(inputs[position], dep)
@@ -167,7 +167,7 @@ class Solver:
                 shared = _Shared(asyncio.ensure_future(
                     self._compute(vertex, impl, ctx, inputs, base_key)))
                 self._inflight[base_key] = shared
-                shared.task.add_done_callback(lambda _t, k=base_key: self._inflight.pop(k, None))
+                shared.task.add_done_callback(lambda _t, k=base_key: self._inflight.pop(k, None))  # type: ignore[misc]
             shared.waiters += 1
             try:
                 result = await asyncio.shield(shared.task)

@@ -94,9 +94,11 @@ class OCILayoutSource:
     async def cache_map(self, ctx: OpContext, inputs: Sequence[object]) -> CacheMap:
         import asyncio
 
-        layout = layout_dir(ctx.job, self.store_id)
-        resolved = await asyncio.to_thread(resolve_layout, self.worker.content, layout, self.name,
-                                           self.digest, self.platform)
+        def read() -> ResolvedImage:  # in a thread: the layout may first come over the client's session
+            layout = layout_dir(ctx.job, self.store_id)
+            return resolve_layout(self.worker.content, layout, self.name, self.digest, self.platform)
+
+        resolved = await asyncio.to_thread(read)
         self.resolved = resolved
         chain = chain_ids(resolved.config.get("rootfs", {}).get("diff_ids", []))
         identity = chain[-1] if chain else "scratch"

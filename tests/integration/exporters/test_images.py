@@ -1,14 +1,11 @@
 """Image outputs, verified by independent tools: skopeo, umoci, runc, gzip and tar."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import subprocess
-from pathlib import Path
 
-import pytest
 
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.platforms import parse_platform
