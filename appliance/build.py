@@ -142,15 +142,18 @@ class Builder:
 
     async def _resolve_image_config(self, ref: str, platform: Platform, job: Job | None = None) -> tuple[str, dict]:
         if ref.startswith("oci-layout://"):  # a named context from the client's --oci-layout
-            from pybuildkit.worker.ops.source_oci import layout_dir, resolve_layout
+            from pybuildkit.worker.ops.source_oci import find_tag, layout_dir, resolve_layout
 
-            store_id, _, digest = ref.removeprefix("oci-layout://").partition("@")
+            name, _, digest = ref.removeprefix("oci-layout://").partition("@")
+            store_id, _, tag = name.partition(":")
 
-            def read() -> dict:
+            def read() -> tuple[str, dict]:
                 layout = layout_dir(job, store_id)
-                return resolve_layout(self.worker.content, layout, store_id, digest, platform).config
+                found = digest or find_tag(layout, tag or "latest")
+                return found, resolve_layout(self.worker.content, layout, store_id, found, platform).config
 
-            return ref, await asyncio.to_thread(read)
+            found, config = await asyncio.to_thread(read)
+            return f"oci-layout://{store_id}@{found}", config
         resolved = await self.worker.resolve_image(ref, platform)
         digest_ref = f"{resolved.ref.repository}@{resolved.root_digest}"
         return digest_ref, resolved.config

@@ -133,6 +133,6 @@ async def _build(inputs: FrontendInputs) -> FrontendResult:
         result.check_failed = bool(converter.lint.warnings)
         return result
     failure = converter.lint.error()
-    if failure is not None:
-        raise failure
+    if failure is not None:  # shown at the check directive, as BuildKit does
+        raise failure.located(inputs.dockerfile_name, *converter.check_directive_lines())
     return result

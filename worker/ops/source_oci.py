@@ -36,6 +36,22 @@ def layout_dir(job: Job | None, store_id: str) -> Path:
     return path
 
 
+def find_tag(layout: Path, tag: str) -> str:
+    """The digest the layout's index.json names `tag` (OCI's ref.name annotation, or containerd's
+    image name ending in `:tag`)."""
+    try:
+        index = json.loads((layout / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"OCI layout {layout}: cannot read index.json: {exc}") from None
+    for entry in index.get("manifests", []):
+        notes = entry.get("annotations") or {}
+        if notes.get("org.opencontainers.image.ref.name") == tag or \
+                notes.get("io.containerd.image.name", "").rsplit(":", 1)[-1] == tag:
+            return entry["digest"]
+    raise BuildError(f"OCI layout {layout}: no image tagged {tag!r}",
+                     hint="name the image by digest: oci-layout://STORE@sha256:...")
+
+
 def _import(store: ContentStore, layout: Path, digest: str) -> None:
     """Copy one blob of the layout into the store, streamed and verified against its digest."""
     algo, _, hexdigest = digest.partition(":")

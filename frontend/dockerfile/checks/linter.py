@@ -81,11 +81,9 @@ class Linter:
 
     def enabled(self, rule_name: str) -> bool:
         rule = RULES[rule_name]
-        if self.config.skip_all or rule_name in self.config.skip:
-            return False
-        if rule.experimental:
+        if rule.experimental:  # "the `experimental` directive takes precedence over the `skip` directive"
             return self.config.experimental_all or rule_name in self.config.experimental
-        return True
+        return not (self.config.skip_all or rule_name in self.config.skip)
 
     def run(self, rule_name: str, detail: str, lines: tuple[int, int] = (0, 0)) -> None:
         if not self.enabled(rule_name):

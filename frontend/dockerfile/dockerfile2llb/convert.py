@@ -99,11 +99,12 @@ class Converter:
         try:
             self.lint = Linter(parse_check_config(check_text))
         except DockerfileError as exc:
-            raise exc.located(filename, *self._check_directive_lines()) from None
+            raise exc.located(filename, *self.check_directive_lines()) from None
         self._linting: StageState | None = None  # the stage whose instruction is being converted
         self._static_checks()
 
-    def _check_directive_lines(self) -> tuple[int, int]:
+    def check_directive_lines(self) -> tuple[int, int]:
+        """Where the `# check=` directive is (0, 0 without one): errors about checks point there."""
         text = self.source_map.data.decode("utf-8", "replace") if isinstance(self.source_map.data, bytes) else ""
         for number, line in enumerate(text.split("\n"), start=1):
             if line.lstrip("#").strip().lower().startswith("check="):

@@ -5,7 +5,7 @@ NAME is matched in BuildKit's form (the reference's familiar name without `:late
 `docker.io/library/busybox:latest` and `busybox` are both `busybox`), first with the platform
 (`NAME::linux/arm64`), then alone. VALUE names a source by its scheme: `docker-image://REF`,
 `local:NAME`, a git URL, an `http(s)://` URL (downloaded as a file named `context`), or
-`oci-layout://STORE[:tag]@digest` and `input:NAME`. Any other scheme is an error naming it, never
+`oci-layout://STORE[:tag][@digest]` (`--oci-layout STORE=DIR`) and `input:NAME`. Any other scheme is an error naming it, never
 a silent fallback to an image of that name.
 """
 from __future__ import annotations
@@ -128,10 +128,10 @@ async def _image(conv: Converter, nc: NamedContext, ref: str, platform: Platform
 
 async def _oci_layout(conv: Converter, nc: NamedContext, ref: str, platform: Platform, label: str) -> LoadedContext:
     store, at, digest = ref.partition("@")
-    if not at or not digest.startswith("sha256:"):
-        raise DockerfileError(f"oci-layout reference {ref!r} has no digest",
-                              hint="name the image as oci-layout://STORE[:tag]@sha256:...")
-    store_id = store.split(":", 1)[0]
+    if at and not digest.startswith("sha256:"):
+        raise DockerfileError(f"could not parse oci-layout reference {ref!r}: invalid digest",
+                              hint="name the image as oci-layout://STORE[:tag][@sha256:...]")
+    store_id, _, tag = store.partition(":")
     if not store_id:
         raise DockerfileError(f"oci-layout reference {ref!r} has no name")
     try:
@@ -139,8 +139,13 @@ async def _oci_layout(conv: Converter, nc: NamedContext, ref: str, platform: Pla
     except InvalidReferenceError as exc:
         raise DockerfileError(f"could not parse oci-layout reference {nc.name!r}: {exc.message}") from None
     config: dict = {}
-    if conv.resolver is not None:
-        _, config = await conv.resolve(f"oci-layout://{store_id}@{digest}", platform, f"[context {nc.key}]")
+    if conv.resolver is not None:  # also turns a tag into the digest the layout's index gives it
+        wanted = f"oci-layout://{store_id}" + (f"@{digest}" if digest else f":{tag or 'latest'}")
+        resolved, config = await conv.resolve(wanted, platform, f"[context {nc.key}]")
+        digest = resolved.partition("@")[2] or digest
+    if not digest:
+        raise DockerfileError(f"oci-layout reference {ref!r} has no digest",
+                              hint="name the image as oci-layout://STORE@sha256:...")
     state = llb.oci_layout(f"{display}@{digest}", store_id=store_id, session_id=conv.options.session_id,
                            platform=platform,
                            constraints=llb.Constraints(custom_name=f"{label} OCI load from client"))

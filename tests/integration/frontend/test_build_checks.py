@@ -42,9 +42,10 @@ CMD echo hello
 
 
 def test_a_build_reports_check_warnings_with_rule_line_and_url(pybuildctl, tmp_path) -> None:
-    """"Build checks [...] run by default when you build": each violation is a build warning
-    `Rule: message (line N)` with the rule's description and its documentation URL, and the
-    build still succeeds (Docker docs, "Checking your build configuration")."""
+    """Docker docs, "Checking your build configuration": "Invoking a build runs the checks by
+    default, and displays any violations in the build output" as "a concise message containing
+    the rule name, the message, and the line number"; with the rule's description and "a link to
+    the documentation for the check"; "the build ran successfully"."""
     run = _build(pybuildctl, _context(tmp_path, VIOLATIONS), tmp_path / "out")
     shorts = _shorts(run)
     expected = [
@@ -71,7 +72,9 @@ def test_a_build_reports_check_warnings_with_rule_line_and_url(pybuildctl, tmp_p
 
 
 def test_check_directive_skips_rules(pybuildctl, tmp_path) -> None:
-    """"# check=skip=<checks|all>": the listed rules (or all of them) are not reported."""
+    """"If you want to skip specific checks, you can use the `check=skip` directive [...] The
+    `skip` parameter takes a CSV string of the check IDs you want to skip"; "To skip all checks,
+    use the `skip=all` parameter"."""
     dockerfile = "# check=skip=FromAsCasing,MaintainerDeprecated\nFROM busybox as base\nMAINTAINER me\nENV A b\n"
     run = _build(pybuildctl, _context(tmp_path, dockerfile), tmp_path / "out")
     rules = {s.split(":")[0] for s in _shorts(run)}
@@ -84,17 +87,19 @@ def test_check_directive_skips_rules(pybuildctl, tmp_path) -> None:
 
 
 def test_check_error_true_fails_the_build(pybuildctl, tmp_path) -> None:
-    """"# check=error=true": "the build fails if any check reports a violation"."""
+    """"You can configure Docker to fail the build when violations are reported, using a
+    `check=error=true` directive" ... "ERROR: lint violation found for rules: JSONArgsRecommended"."""
     dockerfile = "# check=error=true\nFROM busybox as base\nRUN true\n"
     run = _build(pybuildctl, _context(tmp_path, dockerfile), tmp_path / "out", check=False)
     assert run.returncode == 1
     assert "lint violation found for rules: FromAsCasing" in run.stderr
+    assert "Dockerfile:1" in run.stderr  # shown at the directive
     assert "Traceback" not in run.stderr
 
 
 def test_build_arg_check_overrides_the_directive(pybuildctl, tmp_path) -> None:
-    """"BUILDKIT_DOCKERFILE_CHECK" build argument: "the value of the build argument overrides the
-    check directive"."""
+    """"You can also skip checks by passing the `BUILDKIT_DOCKERFILE_CHECK` build argument with a
+    CSV string of check IDs you want to skip" (it takes the place of the `# check=` directive)."""
     dockerfile = "# check=error=true\nFROM busybox as base\nRUN true\n"
     run = _build(pybuildctl, _context(tmp_path, dockerfile), tmp_path / "out",
                  "--opt", "build-arg:BUILDKIT_DOCKERFILE_CHECK=skip=FromAsCasing")
@@ -103,9 +108,10 @@ def test_build_arg_check_overrides_the_directive(pybuildctl, tmp_path) -> None:
 
 
 def test_method_check_runs_the_checks_without_building(pybuildctl, tmp_path) -> None:
-    """`--call=check` (`--opt method=check`) "evaluates build checks for the Dockerfile" and
-    does not build: a failing RUN is never run; the report names rule, URL, message and lines,
-    and the exit status is non-zero when a check fails."""
+    """"Instead of executing the build steps, this command only runs the checks and reports any
+    issues it finds" (a failing RUN never runs), with "the verbose message" (rule, URL, message,
+    lines); "if any violations are reported when using the `--check` flag, the command exits with
+    a non-zero status code"."""
     run = _check(pybuildctl, tmp_path, "FROM busybox as base\nRUN exit 3\n")
     assert run.returncode == 1
     assert "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/" in run.stdout
@@ -116,15 +122,17 @@ def test_method_check_runs_the_checks_without_building(pybuildctl, tmp_path) -> 
 
 
 def test_method_check_on_a_clean_dockerfile(pybuildctl, tmp_path) -> None:
-    """A Dockerfile without violations: "Check complete, no warnings found." and status 0."""
+    """A Dockerfile without violations: buildx's "Check complete, no warnings found." and
+    status 0 (only "if any violations are reported" is the status non-zero)."""
     run = _check(pybuildctl, tmp_path, 'FROM busybox AS base\nRUN exit 3\nCMD ["true"]\n')
     assert run.returncode == 0, run.stderr + run.stdout
     assert "Check complete, no warnings found." in run.stdout
 
 
 def test_from_rules_on_args_and_platforms(pybuildctl, tmp_path) -> None:
-    """UndefinedArgInFrom ("FROM argument 'X' is not declared", with a suggestion),
-    RedundantTargetPlatform and FromPlatformFlagConstDisallowed, as BuildKit words them."""
+    """Rule descriptions: "FROM command must use declared ARGs" (UndefinedArgInFrom), "Setting
+    platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior",
+    "FROM --platform flag should not use a constant value"; messages as BuildKit's linter words them."""
     dockerfile = ("ARG BASE=busybox\nFROM ${BASEE:-busybox} AS one\n"
                   "FROM --platform=$TARGETPLATFORM busybox AS two\nFROM --platform=linux/amd64 busybox AS three\n")
     run = _check(pybuildctl, tmp_path, dockerfile)
@@ -135,16 +143,16 @@ def test_from_rules_on_args_and_platforms(pybuildctl, tmp_path) -> None:
 
 
 def test_stage_name_rules(pybuildctl, tmp_path) -> None:
-    """DuplicateStageName and ReservedStageName ("Stage name should not use the same name as
-    reserved stage")."""
+    """Rule descriptions: "Stage names should be unique" (DuplicateStageName) and "Reserved words
+    should not be used as stage names" (ReservedStageName)."""
     run = _check(pybuildctl, tmp_path, "FROM busybox AS a\nFROM busybox AS a\nFROM busybox AS scratch\n")
     assert 'Duplicate stage name "a", stage names should be unique' in run.stdout
     assert 'Stage name should not use the same name as reserved stage "scratch"' in run.stdout
 
 
 def test_invalid_base_image_platform(pybuildctl, registry_host, tmp_path) -> None:
-    """InvalidBaseImagePlatform: "Base image X was pulled with platform "linux/arm64", expected
-    "linux/amd64" for current build" when the registry only has another platform."""
+    """InvalidBaseImagePlatform: "Base image platform does not match expected target platform",
+    when the registry only has an image for another platform."""
     (tmp_path / "arm").mkdir()
     arm = _context(tmp_path / "arm", "FROM busybox\nRUN true\n")
     image = f"{registry_host}/dfsem/arm-only:latest"

@@ -38,9 +38,9 @@ COPY --from=build /dest /
 
 
 def test_copy_heredoc_expands_args_and_env_unless_the_delimiter_is_quoted(pybuildctl, tmp_path) -> None:
-    """"If the delimiter is not quoted, the variables in the here-document are expanded
-    [...] If any part of the delimiter is quoted, the variables are not expanded" (Dockerfile
-    reference, Here-Documents: the frontend expands COPY/ADD bodies with the build's ARG and ENV)."""
+    """Dockerfile reference, Here-Documents: "the variable is expanded when the `COPY`
+    instruction gets executed" and "If instead you were to quote any part of the here-document
+    word `EOT`, the variable would not be expanded at build-time." (ADD bodies alike.)"""
     out = _files(pybuildctl, tmp_path, EXPANSION)
     assert (out / "unquoted").read_text() == "Hello world, hi!\n"
     assert (out / "single").read_text() == "Hello ${name}!\n"
@@ -66,9 +66,9 @@ COPY --from=build /dest /
 
 
 def test_quotes_in_a_heredoc_body_are_ordinary_characters(pybuildctl, tmp_path) -> None:
-    """As in a shell here-document, "the here-document [...] shall be treated as if it were in
-    double-quotes": quotes in the body are kept and do not stop expansion, so `'${name}'` gives
-    `'world'` (BuildKit's heredoc tests: `Hello '${name}'!` becomes `Hello 'world'!`)."""
+    """"Regular here-doc variable expansion and tab stripping rules apply" (Dockerfile reference),
+    and in those rules "the double-quote character (\") will not be treated specially within a
+    here-document": quotes are kept and do not stop expansion, so `'${name}'` gives `'world'`."""
     out = _files(pybuildctl, tmp_path, QUOTES)
     assert (out / "q1").read_text() == "Hello 'world'!\n"
     assert (out / "q2").read_text() == 'Hello "world"!\n'
@@ -101,10 +101,10 @@ EOF
 
 
 def test_backslash_in_an_unquoted_heredoc_escapes_and_is_removed(pybuildctl, tmp_path) -> None:
-    """In an unquoted here-document "the backslash in the input behaves as the backslash inside
-    double-quotes", as BuildKit's lexer applies it: `\\\\` gives one backslash, `\\$` a literal
-    `$`, and a backslash at a line's end is dropped (the newline stays); a quoted delimiter keeps
-    every backslash."""
+    """Under the here-doc rules the reference points to, in an unquoted here-document "the
+    backslash in the input will behave as the backslash inside double-quotes", as BuildKit's lexer
+    applies it: `\\\\` gives one backslash, `\\$` a literal `$`, a backslash at a line's end is
+    dropped (the newline stays); a quoted delimiter keeps every backslash."""
     out = _files(pybuildctl, tmp_path, BACKSLASHES)
     assert (out / "slash-newline").read_text() == "a\nb\n"
     assert (out / "slash-slash").read_text() == "\\\n"
@@ -136,9 +136,9 @@ COPY --from=build /dest /
 
 
 def test_dash_heredoc_strips_leading_tabs_and_the_body_keeps_its_final_newline(pybuildctl, tmp_path) -> None:
-    """"<<-" strips leading tab characters from every body line (and the delimiter line);
-    without the dash tabs are kept, and the content always ends with the newline before the
-    delimiter."""
+    """"If the redirection symbol is <<-, all leading tab characters will be stripped from input
+    lines and the line containing the trailing delimiter" (the here-doc rules the reference
+    applies); without the dash tabs are kept, and the body keeps its final newline."""
     out = _files(pybuildctl, tmp_path, INDENT)
     assert (out / "copy-keeps").read_text() == "\tkept\n"
     assert (out / "copy-strips").read_text() == "stripped\ntwice\n"
@@ -181,10 +181,10 @@ COPY --from=build /dest /
 
 
 def test_run_heredoc_bodies_are_expanded_by_the_shell(pybuildctl, tmp_path) -> None:
-    """"Here-documents allow redirection of subsequent Dockerfile lines to the input of RUN
-    [...] commands": the shell sees the heredoc, so an unquoted body expands shell variables and
-    the step's ARG/ENV (exported into the step), a quoted one stays literal, several heredocs and
-    file descriptors work, and a body starting with `#!` runs as a script."""
+    """"If the command only contains a here-document, its contents is evaluated with the default
+    shell", "shebang header can be used to define an interpreter", and "More complex examples may
+    use multiple here-documents": the shell gets the heredocs, so it expands unquoted bodies
+    (shell variables and the step's ARG/ENV) and keeps quoted ones literal."""
     out = _files(pybuildctl, tmp_path, RUN_SHELL)
     assert (out / "script").read_text() == "Hello world, hi!\n"
     assert (out / "cat-unquoted").read_text() == "hi 'world'\n"

@@ -26,16 +26,17 @@ COPY --from=base /out /
 
 
 def test_docker_image_context_replaces_the_image_a_from_names(pybuildctl, tmp_path) -> None:
-    """"--build-context name=docker-image://alpine" (BuildKit's testNamedImageContext: with
-    `context:busybox=docker-image://alpine`, `FROM busybox` runs on alpine)."""
+    """"the context can be accessed when FROM name or --from=name is used" (buildx
+    `--build-context`, which sends `context:NAME`): `context:busybox=docker-image://alpine`
+    makes `FROM busybox` run on alpine (BuildKit's testNamedImageContext)."""
     out = tmp_path / "out"
     _build(pybuildctl, _context(tmp_path, ALPINE_CHECK), out, "--opt", "context:busybox=docker-image://alpine")
     assert (out / "out").read_text().strip()
 
 
 def test_a_named_context_replaces_a_stage_of_that_name(pybuildctl, tmp_path) -> None:
-    """A context named like a stage stands for the whole stage: its instructions do not run
-    (BuildKit's testNamedImageContext, `context:base=docker-image://...`)."""
+    """"When Dockerfile defines a stage with the same name it is overwritten": the stage's own
+    instructions do not run (BuildKit's testNamedImageContext, `context:base=docker-image://...`)."""
     dockerfile = "FROM busybox AS base\nRUN echo from-stage > /marker\nFROM base\nRUN [ -f /etc/alpine-release ] && [ ! -f /marker ] && echo ok > /ok\n"
     out = tmp_path / "out"
     _build(pybuildctl, _context(tmp_path, dockerfile), out, "--opt", "context:base=docker-image://alpine:latest")
@@ -125,12 +126,13 @@ def test_https_url_context_is_downloaded_as_a_file_named_context(pybuildctl, web
 
 
 def test_oci_layout_context(pybuildctl, tmp_path) -> None:
-    """`oci-layout://STORE@DIGEST` with `--oci-layout STORE=DIR` reads the image from the client's
-    OCI layout, config included: its ENV reaches the steps (BuildKit's testNamedOCILayoutContext)."""
+    """"Source an image from a local OCI layout compliant directory, either by tag, or by digest"
+    (`oci-layout://STORE@DIGEST` or `:TAG`, with `--oci-layout STORE=DIR`): the image's config
+    comes along, so its ENV reaches the steps (BuildKit's testNamedOCILayoutContext)."""
     first = _context(tmp_path, "FROM busybox\nWORKDIR /test\nRUN echo -n first > out\nENV foo=bar\n")
     archive = tmp_path / "image.tar"
     pybuildctl(["--frontend", "dockerfile.v0", "--local", f"context={first}", "--local", f"dockerfile={first}",
-                "--output", f"type=oci,dest={archive}"])
+                "--output", f"type=oci,dest={archive},name=example.com/first:v1"])
     layout = tmp_path / "layout"
     with tarfile.open(archive) as tar:
         tar.extractall(layout)
@@ -143,6 +145,10 @@ def test_oci_layout_context(pybuildctl, tmp_path) -> None:
            "--oci-layout", f"mystore={layout}")
     assert (out / "out").read_text() == "first"
     assert (out / "outfoo").read_text() == "bar"
+    by_tag = tmp_path / "by-tag"
+    _build(pybuildctl, second, by_tag, "--opt", "context:foo=oci-layout://mystore:v1", "--oci-layout",
+           f"mystore={layout}")
+    assert (by_tag / "outfoo").read_text() == "bar"
 
 
 @pytest.mark.parametrize("value, message", [

@@ -50,10 +50,11 @@ def _sha(path: Path) -> str:
 
 
 def test_build_arg_epoch_sets_created_history_and_layer_mtimes(pybuildctl, tmp_path) -> None:
-    """"SOURCE_DATE_EPOCH [...] can be set with `--opt build-arg:SOURCE_DATE_EPOCH=$(git log -1
-    --pretty=%ct)`" and then sets the image's created time and history timestamps; with
-    `rewrite-timestamp=true` the file timestamps in the layers are clamped to it (BuildKit's
-    docs/build-repro.md)."""
+    """BuildKit's docs/build-repro.md: `buildctl build --frontend dockerfile.v0 --opt
+    build-arg:SOURCE_DATE_EPOCH=$(git log -1 --pretty=%ct)`; "The build arg value is used for:
+    the `created` timestamp in the OCI Image Config, the `created` timestamp in the `history`
+    objects", and with the `rewrite-timestamp=true` exporter option for the file timestamps in
+    the layers."""
     ctx = _context(tmp_path, DOCKERFILE, {"hello.txt": "hello\n"})
     dest = tmp_path / "arg.tar"
     _oci(pybuildctl, ctx, dest, tmp_path / "state", "--opt", f"build-arg:SOURCE_DATE_EPOCH={EPOCH}",
@@ -69,9 +70,10 @@ def test_build_arg_epoch_sets_created_history_and_layer_mtimes(pybuildctl, tmp_p
 
 
 def test_build_arg_and_environment_forms_are_byte_identical(pybuildctl, tmp_path) -> None:
-    """"Two builds from empty state are byte-identical": the build-arg form and the environment
-    variable (which buildctl >= 0.13 passes on as `build-arg:SOURCE_DATE_EPOCH`) give the same
-    tarball, and so do two builds of the same form."""
+    """Reproducible output from both forms of the epoch: "The `buildctl` CLI (>= v0.13) [...]
+    automatically propagate[s] the `$SOURCE_DATE_EPOCH` environment value from the client host to
+    the `SOURCE_DATE_EPOCH` build arg", so builds from empty state with either form, or twice
+    with one form, give the same tarball byte for byte."""
     ctx = _context(tmp_path, DOCKERFILE, {"hello.txt": "hello\n"})
     arg = ["--opt", f"build-arg:SOURCE_DATE_EPOCH={EPOCH}"]
     _oci(pybuildctl, ctx, tmp_path / "arg1.tar", tmp_path / "s1", *arg, env={"SOURCE_DATE_EPOCH": ""})
@@ -83,8 +85,9 @@ def test_build_arg_and_environment_forms_are_byte_identical(pybuildctl, tmp_path
 
 
 def test_environment_epoch_reaches_the_dockerfile_as_a_build_arg(pybuildctl, tmp_path) -> None:
-    """buildctl >= 0.13 sends the client's SOURCE_DATE_EPOCH as `build-arg:SOURCE_DATE_EPOCH`, so
-    a Dockerfile's `ARG SOURCE_DATE_EPOCH` sees it; an explicit `--opt` wins over the variable."""
+    """"The Dockerfile frontend supports consuming the `SOURCE_DATE_EPOCH` value as a special
+    build arg": the environment value arrives as that build arg, so `ARG SOURCE_DATE_EPOCH` sees
+    it; an explicit `--opt build-arg:SOURCE_DATE_EPOCH` wins over the variable."""
     ctx = _context(tmp_path, "FROM busybox AS b\nARG SOURCE_DATE_EPOCH\n"
                              "RUN echo \"$SOURCE_DATE_EPOCH\" > /epoch\nFROM scratch\nCOPY --from=b /epoch /\n")
     out_env, out_opt = tmp_path / "env", tmp_path / "opt"
