@@ -36,6 +36,7 @@ ARG API_TOKEN=abc
 WORKDIR relative
 EXPOSE 8080/TCP
 COPY $MISSING_VAR /dest
+ENV FROM_IMAGE=$PATH
 CMD echo first
 CMD echo hello
 """
@@ -59,12 +60,13 @@ def test_a_build_reports_check_warnings_with_rule_line_and_url(pybuildctl, tmp_p
         "ExposeProtoCasing: Defined protocol '8080/TCP' in EXPOSE instruction should be lowercase (line 6)",
         "UndefinedVar: Usage of undefined variable '$MISSING_VAR' (line 7)",
         ("JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS "
-        "signals (line 8)"),
+        "signals (line 9)"),
         ("MultipleInstructionsDisallowed: Multiple CMD instructions should not be used in the same stage because "
-        "only the last one will be used (line 8)"),
+        "only the last one will be used (line 9)"),
     ]
     for line in expected:
         assert line in shorts, f"missing {line!r} in {shorts}"
+    assert not [s for s in shorts if "'$PATH'" in s], "a variable of the base image's ENV is defined"
     by_rule = {base64.b64decode(w["short"]).decode().split(":")[0]: w for w in _warnings(run)}
     assert by_rule["FromAsCasing"]["url"] == RULE_URL + "from-as-casing/"
     assert base64.b64decode(by_rule["FromAsCasing"]["detail"][0]).decode() == \
