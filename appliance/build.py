@@ -61,9 +61,11 @@ CHECK_RESULT_STATUS = "result.statuscode"
 class Builder:
     """A worker plus a solver: what a daemon keeps for its lifetime, and daemonless for one build."""
 
-    def __init__(self, worker: Worker, *, max_parallelism: int) -> None:
+    def __init__(self, worker: Worker, *, max_parallelism: int,
+                 image_defaults: Mapping[str, str] | None = None) -> None:
         self.worker = worker
         self.solver = Solver(worker, worker.cache, max_parallelism=max_parallelism)
+        self.image_defaults = dict(image_defaults or {})
 
     async def build(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                     *, session_id: str = "") -> BuildResult:
@@ -167,6 +169,8 @@ class Builder:
             event = VertexEvent(f"export-{output.type}-{started}", f"exporting to {output.type}", started=started)
             job.progress.vertex(event)
             attrs = dict(output.attrs)
+            if output.type in IMAGE_EXPORTERS:
+                attrs = {**self.image_defaults, **attrs}  # the host's defaults, the client's choice first
             if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
                 attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
                 response.update(await self._export_to_session(session, index, output.type, attrs, results,
@@ -271,4 +275,5 @@ def make_builder(config, *, log=None) -> Builder:
                                  insecure_entitlements=config.insecure_entitlements,
                                  registries=config.registries, platform=host_platform()), log=log)
     worker.check()
-    return Builder(worker, max_parallelism=config.worker.max_parallelism)
+    return Builder(worker, max_parallelism=config.worker.max_parallelism,
+                   image_defaults=getattr(config, "image_exporter_defaults", None))

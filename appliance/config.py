@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pybuildkit.solver.errors import ConfigError
+from pybuildkit.solver.errors import BuildError, ConfigError
 from pybuildkit.worker.registry.hosts import RegistryHostConfig
 
 KNOWN_ENTITLEMENTS = ("network.host", "security.insecure", "device")
@@ -47,6 +47,11 @@ class GRPCConfig:
     tls: TLSConfig | None = None
 
 
+#: `[exporter.image]` keys (pybuildkit's; BuildKit has no daemon-side output defaults, buildx
+#: issue 2922): applied to image/oci/docker outputs whose options do not say otherwise
+IMAGE_EXPORTER_DEFAULT_KEYS = ("compression", "compression-level", "force-compression", "oci-mediatypes")
+
+
 @dataclass(frozen=True)
 class Config:
     root: Path
@@ -56,6 +61,7 @@ class Config:
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
     debug: bool = False
     source: Path | None = None
+    image_exporter_defaults: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_root() -> Path:
@@ -92,7 +98,9 @@ def load_config(path: Path | None, *, root: Path | None = None) -> Config:
 #: every key buildkitd.toml may hold, per table ("" = top level); values: nested tables
 KNOWN_KEYS: dict[str, set[str]] = {
     "": {"root", "debug", "trace", "insecure-entitlements", "proxyNetwork", "provenanceEnvDir",
-         "log", "dns", "grpc", "otel", "cdi", "history", "worker", "registry", "frontend", "system"},
+         "log", "dns", "grpc", "otel", "cdi", "history", "worker", "registry", "frontend", "system", "exporter"},
+    "exporter": {"image"},
+    "exporter.image": set(IMAGE_EXPORTER_DEFAULT_KEYS),
     "log": {"format", "level"},
     "dns": {"nameservers", "options", "searchDomains"},
     "grpc": {"address", "debugAddress", "uid", "gid", "tls"},
@@ -189,6 +197,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid"), _tls(grpc.get("tls"), where)),
         debug=bool(data.get("debug", False)),
         source=source,
+        image_exporter_defaults=_image_defaults(data.get("exporter", {}).get("image", {}), where),
     )
 
 
@@ -198,3 +207,17 @@ def _tls(table: Any, where: str) -> TLSConfig | None:
     if not table.get("cert") or not table.get("key"):
         raise ConfigError(f"{where}: grpc.tls needs both cert and key")
     return TLSConfig(Path(table["cert"]), Path(table["key"]), Path(table["ca"]) if table.get("ca") else None)
+
+
+def _image_defaults(table: Any, where: str) -> dict[str, str]:
+    from pybuildkit.worker.exporters.options import parse_image_options
+
+    out: dict[str, str] = {}
+    for key, value in (table or {}).items():
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    if out:
+        try:
+            parse_image_options("image", out)  # the same checks as on the command line
+        except BuildError as exc:
+            raise ConfigError(f"{where}: exporter.image: {exc.message}", hint=exc.hint) from exc
+    return out

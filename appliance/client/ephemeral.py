@@ -37,7 +37,17 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
                                                 stderr=None if debug else log)
     try:
         await _wait_ready(proc, sock, rundir / "daemon.log")
-        yield f"unix://{sock}"
+        try:
+            yield f"unix://{sock}"
+        except BuildError as exc:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 2)
+            if proc.returncode is not None and proc.returncode != 0:
+                how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+                raise BuildError(f"the daemonless builder died during the build ({how}): {exc.message}",
+                                 hint=f"run with --debug to see its log; --root {root} stays consistent "
+                                      "and the next build goes on from it") from exc
+            raise
     finally:
         if proc.returncode is None:
             proc.terminate()

@@ -110,6 +110,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     inherited = _inherited_listeners(args)
+    notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
     builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m))
     worker = builder.worker
     platforms = await asyncio.to_thread(_platform_probe, worker)
@@ -177,7 +178,6 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     summary = (f"serving {', '.join(b.address for b in bindings)}; runtime {runtime.name} {runtime.version}; "
                f"snapshotter {worker.snapshots.driver}; platforms {', '.join(platforms)}")
     log.info("%s", summary)
-    notifier = _notifier()
     watchdog = None
     if notifier is not None:
         notifier.ready(f"ready: {runtime.name}, {worker.snapshots.driver}, {len(platforms)} platforms")
@@ -211,11 +211,12 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.rootless:
+    arguments = list(argv if argv is not None else sys.argv[1:])
+    if "--rootless" in arguments:  # the launcher has options of its own
         from pybuildkit.appliance.rootless.launcher import main as launcher_main
 
-        return launcher_main(list(argv if argv is not None else sys.argv[1:]))
+        return launcher_main(arguments)
+    args = build_parser().parse_args(arguments)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
                         format=f"{PROG}: %(message)s")
     try:
@@ -232,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line for the user, the traceback with --debug
+        log.debug("start-up failed", exc_info=True)
+        print(f"{PROG}: error: internal error during start-up: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         lock.release()

@@ -125,6 +125,11 @@ class RegistryClient:
                 raise _Retryable(f"cannot connect to {host}: {exc}") from exc
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
                 raise _Retryable(f"connection to {host} failed: {type(exc).__name__}: {exc}") from exc
+            except ssl.SSLError as exc:
+                raise RegistryError(
+                    f"TLS connection to {host} failed: {exc.reason or exc}", host=host,
+                    hint=f'trust its CA with [registry."{host}"] ca = ["/path/ca.pem"], or set insecure = true '
+                         f"(http = true for a plain-HTTP registry) in pybuildkitd.toml") from exc
             if response.status_code != 401 or attempt == 1:
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
