@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pybuildkit.appliance.epoch import epoch_from_attrs
 from pybuildkit.solver.definition import load_definition
 from pybuildkit.solver.errors import BuildError, EntitlementError
 from pybuildkit.solver.pb import ops_pb2 as pb
@@ -51,6 +52,12 @@ class BuildResult:
     results: list[tuple[Platform, Snapshot | None]]
 
 
+# `--opt method=check`: the frontend's answer travels as a subrequest result does in BuildKit,
+# in the response metadata; nothing is solved or exported.
+CHECK_RESULT_TEXT = "result.txt"
+CHECK_RESULT_STATUS = "result.statuscode"
+
+
 class Builder:
     """A worker plus a solver: what a daemon keeps for its lifetime, and daemonless for one build."""
 
@@ -65,6 +72,8 @@ class Builder:
         job = self.new_job(request, providers, progress, session_id=session_id)
         if request.frontend:
             platforms, definitions, image_configs = await self.run_frontend(request, job)
+            if not definitions:  # a check request: its report is the result
+                return BuildResult(dict(getattr(job, "frontend_response", {}) or {}), [])
         else:
             if request.definition is None:
                 raise BuildError("no build definition given", hint="pipe an LLB definition on stdin or pass --frontend")
@@ -103,9 +112,22 @@ class Builder:
         from pybuildkit.appliance.dockerfile_inputs import load_frontend_inputs
         from pybuildkit.frontend.dockerfile.builder import build as dockerfile_build
 
+        async def resolve(ref: str, platform: Platform) -> tuple[str, dict]:
+            return await self._resolve_image_config(ref, platform, job)
+
         # in a thread: reading the Dockerfile may wait on the client's session
-        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, self._resolve_image_config)
+        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, resolve)
         result = await dockerfile_build(inputs)
+        for warning in result.warnings:
+            short = str(getattr(warning, "short", warning)).encode()
+            description = getattr(warning, "description", "")
+            job.progress.warning(WarningEvent(vertex="", level=1, short=short,
+                                              detail=[description.encode()] if description else [],
+                                              url=getattr(warning, "url", "")))
+        if result.check_report is not None:
+            job.frontend_response = {CHECK_RESULT_TEXT: result.check_report,  # type: ignore[attr-defined]
+                                     CHECK_RESULT_STATUS: "1" if result.check_failed else "0"}
+            return [], [], []
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
         missing = sorted(wanted - allowed)
@@ -118,18 +140,29 @@ class Builder:
                 if ent not in request.entitlements:
                     parts.append(f"{ent} was not requested (pass --allow {ent})")
             raise EntitlementError("; ".join(parts))
-        for warning in result.warnings:
-            short = str(getattr(warning, "short", warning)).encode()
-            job.progress.warning(WarningEvent(vertex="", level=1, short=short))
         return result.platforms, result.definitions, result.image_configs
 
-    async def _resolve_image_config(self, ref: str, platform: Platform) -> tuple[str, dict]:
+    async def _resolve_image_config(self, ref: str, platform: Platform, job: Job | None = None) -> tuple[str, dict]:
+        if ref.startswith("oci-layout://"):  # a named context from the client's --oci-layout
+            from pybuildkit.worker.ops.source_oci import find_tag, layout_dir, resolve_layout
+
+            name, _, digest = ref.removeprefix("oci-layout://").partition("@")
+            store_id, _, tag = name.partition(":")
+
+            def read() -> tuple[str, dict]:
+                layout = layout_dir(job, store_id)
+                found = digest or find_tag(layout, tag or "latest")
+                return found, resolve_layout(self.worker.content, layout, store_id, found, platform).config
+
+            found, config = await asyncio.to_thread(read)
+            return f"oci-layout://{store_id}@{found}", config
         resolved = await self.worker.resolve_image(ref, platform)
         digest_ref = f"{resolved.ref.repository}@{resolved.root_digest}"
         return digest_ref, resolved.config
 
     async def _export(self, request: BuildRequest, results, image_configs, job: Job) -> dict[str, str]:
         response: dict[str, str] = {}
+        job.build_args_epoch = epoch_from_attrs(request.frontend_attrs)  # type: ignore[attr-defined]
         session = getattr(job, "output_session", None)
         for index, output in enumerate(request.outputs):
             started = now_ns()
@@ -167,7 +200,8 @@ class Builder:
                 with open(dest, "wb") as handle:
                     await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle, platform_split=split)
         else:
-            return await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex)
+            return await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
+                                      build_args_epoch=getattr(job, "build_args_epoch", None))
         return {}
 
     async def _export_to_session(self, session, index: int, kind: str, attrs: dict[str, str], results,
@@ -194,7 +228,7 @@ class Builder:
             response: dict[str, str] = {}
         else:
             response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
-                                          sink=writer)
+                                          sink=writer, build_args_epoch=getattr(job, "build_args_epoch", None))
         await writer.finish()
         return response
 

@@ -58,8 +58,15 @@ def load_frontend_inputs(request, job: Job, resolver: Callable[[str, Platform], 
     dockerignore = files.get(name + ".dockerignore")
     if dockerignore is None:
         dockerignore = _fetch(job, "context", [".dockerignore"]).get(".dockerignore")
+    named_locals = {v[len("local:"):] for k, v in attrs.items() if k.startswith("context:") and v.startswith("local:")}
+    local_ignores = {}
+    for local in sorted(named_locals):  # a named local context brings its own .dockerignore, as BuildKit's
+        found = _fetch(job, local, [".dockerignore"]).get(".dockerignore")
+        if found is not None:
+            local_ignores[local] = found
     return FrontendInputs(
         dockerfile=files[name], dockerfile_name=posixpath.basename(name), dockerignore=dockerignore,
+        local_dockerignores=local_ignores,
         attrs=attrs, session_id=job.session_id, build_platform=host_platform(),
         resolve_image_config=resolver,
     )

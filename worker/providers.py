@@ -54,6 +54,17 @@ async def maybe_await(value: Any) -> Any:
 build_credentials: ContextVar["CredentialProvider | None"] = ContextVar("build_credentials", default=None)
 
 
+# A client serves each `--oci-layout NAME=DIR` over its file-sync session as the directory named
+# OCI_LAYOUT_DIR_PREFIX + NAME (our client's own convention; upstream buildctl serves a content
+# store instead, which this daemon does not read yet).
+OCI_LAYOUT_DIR_PREFIX = "oci-layout:"
+
+
+class OCIStores(Protocol):
+    def layout_dir(self, store_id: str) -> Path | None:
+        """The client's OCI image layout named `store_id` (`--oci-layout STORE=DIR`), or None."""
+
+
 @dataclass
 class SecretSources:
     """Daemonless: `--secret id=x,src=file` / `env=VAR` read when a step asks."""
@@ -89,3 +100,4 @@ class Providers:
     secrets: SecretProvider | None = None
     ssh: SSHProvider | None = None
     credentials: CredentialProvider | None = None
+    oci_stores: OCIStores | None = None

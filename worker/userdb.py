@@ -67,7 +67,7 @@ def resolve_user(rootfs: Path, spec: str) -> ResolvedUser:
 
     Follows BuildKit (and runc's libuser): a numeric user missing from /etc/passwd is allowed
     with gid 0; a named user that is missing is an error; supplementary groups come from
-    /etc/group only when no group is given explicitly.
+    /etc/group only when no group is given explicitly (an explicit group is the only group).
     """
     spec = spec or "root"
     user, _, group = spec.partition(":")
@@ -87,13 +87,16 @@ def resolve_user(rootfs: Path, spec: str) -> ResolvedUser:
         if not user.isdigit():
             raise BuildError(f"unable to find user {user}: no matching entries in passwd file")
         uid = int(user)
-    additional: list[int] = []
+    # The primary group leads the supplementary list, as BuildKit (after containerd's fix for
+    # CVE-2023-25173) and runc do, so a process never keeps groups it was not given.
+    additional: list[int] = [gid] if not group else []
     if group:
         gid = lookup_group(rootfs, group)
+        additional = [gid]
     elif username is not None:
         for entry in _read_db(rootfs, "group"):
             if len(entry) >= 4 and username in entry[3].split(",") and entry[2].isdigit():
                 g = int(entry[2])
-                if g != gid and g not in additional:
+                if g not in additional:
                     additional.append(g)
     return ResolvedUser(uid=uid, gid=gid, additional_gids=tuple(additional), home=home)

@@ -119,8 +119,12 @@ class Worker:
                 return GitSource(self, op)
             if scheme in ("http", "https"):
                 return HTTPSource(self, op)
+            if scheme == "oci-layout":
+                from pybuildkit.worker.ops.source_oci import OCILayoutSource
+
+                return OCILayoutSource(self, op)
             raise BuildError(f"unsupported source {identifier!r}",
-                             hint="supported: docker-image://, local://, git://, http(s)://")
+                             hint="supported: docker-image://, oci-layout://, local://, git://, http(s)://")
         raise BuildError(f"unsupported op type {kind!r}")
 
     async def content_checksum(self, result: Snapshot | None, dep: Dep) -> str:

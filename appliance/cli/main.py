@@ -55,15 +55,15 @@ def parse_outputs(values: Sequence[str]):
     return outputs
 
 
-def parse_locals(values: Sequence[str]) -> dict[str, Path]:
+def parse_locals(values: Sequence[str], flag: str = "--local") -> dict[str, Path]:
     out: dict[str, Path] = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise UsageError(f"--local {value!r}: expected NAME=DIR")
+            raise UsageError(f"{flag} {value!r}: expected NAME=DIR")
         folder = Path(path).resolve()
         if not folder.is_dir():
-            raise UsageError(f"--local {value}: {folder} is not a directory")
+            raise UsageError(f"{flag} {value}: {folder} is not a directory")
         out[name] = folder
     return out
 
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--output", "-o", action="append", default=[], help="output: type=local|tar|image|oci|docker,k=v,...")
     build.add_argument("--progress", default="auto", help="auto, tty, plain, rawjson or quiet (env BUILDKIT_PROGRESS)")
     build.add_argument("--local", action="append", default=[], help="a local directory, NAME=DIR (context=., dockerfile=.)")
+    build.add_argument("--oci-layout", action="append", default=[],
+                       help="an OCI image layout, NAME=DIR, for --opt context:X=oci-layout://NAME@DIGEST")
     build.add_argument("--frontend", default="", help="frontend, e.g. dockerfile.v0 (without it, stdin is LLB)")
     build.add_argument("--opt", action="append", default=[], help="frontend option KEY=VALUE (build-arg:K=V, target=...)")
     build.add_argument("--no-cache", action="store_true", help="do not use the cache")
@@ -225,7 +227,9 @@ async def _connected(args: argparse.Namespace, address: str):
 
 
 async def _remote_build(args: argparse.Namespace, address: str) -> int:
+    from pybuildkit.appliance.build import CHECK_RESULT_TEXT
     from pybuildkit.appliance.client.solve import SolveOptions, run_solve
+    from pybuildkit.appliance.epoch import with_env_epoch
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.progress import ProgressWriter
 
@@ -235,7 +239,7 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
     for output in outputs:
         validate_output(output)
     definition = _read_definition(args.frontend)
-    attrs = parse_opts(args.opt)
+    attrs = with_env_epoch(parse_opts(args.opt), os.environ)
     if args.no_cache:
         attrs["no-cache"] = ""
     client, _workers = await _connected(args, address)
@@ -265,8 +269,24 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
         await client.channel.close()
+    if CHECK_RESULT_TEXT in response:  # --opt method=check: the report is the result
+        return _print_check(response)
     _write_metadata(args, response)
     return 0
+
+
+def _print_check(response: dict[str, str]) -> int:
+    """The checks' report, then buildx's closing line; non-zero when a check failed."""
+    from pybuildkit.appliance.build import CHECK_RESULT_STATUS, CHECK_RESULT_TEXT
+
+    report = response[CHECK_RESULT_TEXT]
+    count = report.count("\nWARNING: ")
+    sys.stdout.write(report)
+    sys.stdout.write("Check complete, no warnings found.\n" if not count else
+                     f"Check complete, {count} warning has been found!\n" if count == 1 else
+                     f"Check complete, {count} warnings have been found!\n")
+    sys.stdout.flush()
+    return 1 if response.get(CHECK_RESULT_STATUS, "0") != "0" else 0
 
 
 CLIENT_SIDE = ("local", "tar", "oci", "docker")
@@ -287,7 +307,12 @@ def _client_session(args: argparse.Namespace, outputs):
             targets.append(OutputTarget("file", dest if dest == "-" else str(Path(dest).resolve())))
         else:
             targets.append(None)
-    return ClientSession(dirs=parse_locals(args.local), secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+    from pybuildkit.worker.providers import OCI_LAYOUT_DIR_PREFIX
+
+    dirs = parse_locals(args.local)
+    dirs.update({OCI_LAYOUT_DIR_PREFIX + name: path
+                 for name, path in parse_locals(args.oci_layout, "--oci-layout").items()})
+    return ClientSession(dirs=dirs, secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
                          credentials=DockerConfigCredentials(), outputs=targets)
 
 

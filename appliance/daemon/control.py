@@ -121,8 +121,8 @@ class ControlService:
         else:
             result = await job.returned  # the client runs the frontend through the gateway
             platforms, definitions, configs = result.platforms, result.definitions, result.image_configs
-        if not definitions:
-            return cpb.SolveResponse()
+        if not definitions:  # nothing to build; a check request (`method=check`) answers in the metadata
+            return cpb.SolveResponse(ExporterResponse=dict(getattr(build_job, "frontend_response", {}) or {}))
         result = await self.builder.solve_and_export(build, build_job, platforms, definitions, configs)
         return cpb.SolveResponse(ExporterResponse=result.exporter_response)
 

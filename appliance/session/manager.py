@@ -21,7 +21,7 @@ from pybuildkit.appliance.session.proto import session_pb2 as spb
 from pybuildkit.appliance.session.transport import DialedChannel
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.fsutil.walk import WalkOptions
-from pybuildkit.worker.providers import LocalSyncRequest, Providers
+from pybuildkit.worker.providers import OCI_LAYOUT_DIR_PREFIX, LocalSyncRequest, Providers
 
 log = logging.getLogger("pybuildkitd")
 HEALTH_INTERVAL = 10.0
@@ -61,8 +61,10 @@ class Session:
     # -- providers the worker uses ---------------------------------------------------------
 
     def providers(self) -> Providers:
-        return Providers(locals=SessionLocals(self) if self.supports(svc.FILESYNC_DIFFCOPY) else None,
-                         secrets=SessionSecrets(self), ssh=SessionSSH(self), credentials=SessionCredentials(self))
+        files = self.supports(svc.FILESYNC_DIFFCOPY)
+        return Providers(locals=SessionLocals(self) if files else None,
+                         secrets=SessionSecrets(self), ssh=SessionSSH(self), credentials=SessionCredentials(self),
+                         oci_stores=SessionOCIStores(self) if files else None)
 
     def _blocking(self, coro: Any) -> Any:
         """Run `coro` on the daemon loop from a worker thread and wait for it."""
@@ -240,6 +242,26 @@ class SessionLocals:
 
     def sync(self, request: LocalSyncRequest, dest: Path) -> None:
         self.session._blocking(self.session.diffcopy(request, dest))
+
+
+class SessionOCIStores:
+    """`--oci-layout NAME=DIR` of the client: the layout is copied once per build, through the
+    same file sync as the build context, into a private directory the worker reads."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._copies: dict[str, Path] = {}
+
+    def layout_dir(self, store_id: str) -> Path | None:
+        if store_id not in self._copies:
+            dest = Path(tempfile.mkdtemp(prefix="oci-layout-"))
+            try:
+                SessionLocals(self.session).sync(LocalSyncRequest(OCI_LAYOUT_DIR_PREFIX + store_id), dest)
+            except BuildError:  # the client has no layout of that name
+                shutil.rmtree(dest, ignore_errors=True)
+                return None
+            self._copies[store_id] = dest
+        return self._copies[store_id]
 
 
 class SessionSecrets:

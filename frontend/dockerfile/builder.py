@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from pybuildkit.frontend.dockerfile.checks.linter import report
 from pybuildkit.frontend.dockerfile.dockerfile2llb.convert import Converter, Options
 from pybuildkit.frontend.dockerfile.dockerignore import read_dockerignore
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError
@@ -26,6 +27,7 @@ class FrontendInputs:
     session_id: str = ""
     build_platform: Platform = field(default_factory=host_platform)
     resolve_image_config: Callable[[str, Platform], Awaitable[tuple[str, dict]]] | None = None
+    local_dockerignores: Mapping[str, bytes] = field(default_factory=dict)  # of named `local:` contexts
 
 
 @dataclass
@@ -35,6 +37,16 @@ class FrontendResult:
     image_configs: list[dict]
     warnings: list = field(default_factory=list)
     entitlements: set[str] = field(default_factory=set)
+    check_report: str | None = None  # `method=check`: BuildKit's check output instead of a build
+    check_failed: bool = False
+
+
+CHECK_METHODS = ("check",)  # `--opt method=check`, as `docker build --check` sends it
+CHECK_REQUEST = "frontend.lint"  # the same request by its subrequest name (`--opt requestid=...`)
+
+
+def is_check_request(attrs: Mapping[str, str]) -> bool:
+    return attrs.get("method") in CHECK_METHODS or attrs.get("requestid") == CHECK_REQUEST
 
 
 def _options(inputs: FrontendInputs) -> Options:
@@ -68,7 +80,8 @@ def _options(inputs: FrontendInputs) -> Options:
         dockerignore=read_dockerignore(inputs.dockerignore) if inputs.dockerignore else [],
         named_contexts={k: v for k, v in attrs.items() if k.startswith("context:")},
         extra_hosts=hosts, network=attrs.get("force-network-mode") or None,
-        shm_size=int(shm) if shm else None, ulimits=ulimits)
+        shm_size=int(shm) if shm else None, ulimits=ulimits,
+        local_dockerignores={name: read_dockerignore(data) for name, data in inputs.local_dockerignores.items()})
 
 
 async def build(inputs: FrontendInputs) -> FrontendResult:
@@ -91,15 +104,35 @@ async def _build(inputs: FrontendInputs) -> FrontendResult:
                                   hint="remove the # syntax= line or use docker/dockerfile:<version>")
         warnings.append(f"using the built-in Dockerfile frontend for # syntax={ref}")
     options = _options(inputs)
+    checking = is_check_request(inputs.attrs)
+    options.convert_all_stages = checking
     source_map = llb.SourceMap(inputs.dockerfile_name, inputs.dockerfile, "Dockerfile")
     converter = Converter(inputs.dockerfile, inputs.dockerfile_name, options, inputs.resolve_image_config,
                           source_map)
-    warnings.extend(w.short for w in converter.warnings)
     result = FrontendResult([], [], [], warnings)
-    for platform in options.platforms:
-        state, image = await converter.convert(platform)
-        result.platforms.append(platform)
-        result.definitions.append(state.marshal(platform))
-        result.image_configs.append(image)
+    try:
+        for platform in options.platforms:
+            state, image = await converter.convert(platform)
+            result.platforms.append(platform)
+            result.definitions.append(state.marshal(platform))
+            result.image_configs.append(image)
+    except DockerfileError as exc:
+        if not checking:
+            raise
+        # A check reports what it found and then the error that stops a build, as BuildKit's does.
+        exc.source = exc.source or inputs.dockerfile
+        found = report(converter.lint.warnings, inputs.dockerfile, inputs.dockerfile_name)
+        result.warnings.extend(converter.lint.warnings)
+        result.check_report = found + "\n" + (exc.excerpt() + "\n" if exc.excerpt() else "") + exc.message + "\n"
+        result.check_failed = True
+        return result
     result.entitlements = set(converter.entitlements)
+    result.warnings.extend(converter.lint.warnings)
+    if checking:
+        result.check_report = report(converter.lint.warnings, inputs.dockerfile, inputs.dockerfile_name)
+        result.check_failed = bool(converter.lint.warnings)
+        return result
+    failure = converter.lint.error()
+    if failure is not None:  # shown at the check directive, as BuildKit does
+        raise failure.located(inputs.dockerfile_name, *converter.check_directive_lines())
     return result

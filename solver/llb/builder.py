@@ -556,6 +556,19 @@ def image(ref: str, *, platform: Platform | None = None, resolve_mode: str = "",
     return State(Output(vertex), StateMeta(platform=platform))
 
 
+def oci_layout(ref: str, *, store_id: str, session_id: str = "", platform: Platform | None = None,
+               constraints: Constraints = Constraints()) -> State:
+    """An image read from an OCI layout the client holds (`--oci-layout STORE=DIR`): `ref` is a
+    name with the digest of an index or manifest in that layout, the name only for display."""
+    attrs = {"oci.store": store_id}
+    if session_id:
+        attrs["oci.session"] = session_id
+    if platform is not None:
+        constraints = replace(constraints, platform=platform)
+    vertex = SourceVertex("oci-layout://" + ref, attrs, constraints)
+    return State(Output(vertex), StateMeta(platform=platform))
+
+
 def local(name: str, *, session_id: str = "", include_patterns: Sequence[str] = (),
           exclude_patterns: Sequence[str] = (), follow_paths: Sequence[str] = (),
           shared_key_hint: str = "", differ: str = "", unique: str = "",

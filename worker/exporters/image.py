@@ -20,10 +20,12 @@ from pybuildkit.worker.snapshot.store import Snapshot
 
 async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        results: Sequence[tuple[Platform, Snapshot | None]],
-                       image_configs: Sequence[dict | None], job, *, vertex: str = "", sink=None) -> dict[str, str]:
+                       image_configs: Sequence[dict | None], job, *, vertex: str = "", sink=None,
+                       build_args_epoch: str | None = None) -> dict[str, str]:
     """`sink`: a file object that receives the oci/docker tarball instead of `dest` (the
-    daemon's writer into the client's session)."""
-    options = parse_image_options(kind, attrs)
+    daemon's writer into the client's session). `build_args_epoch`: the build's
+    `build-arg:SOURCE_DATE_EPOCH`, used unless the output sets `source-date-epoch`."""
+    options = parse_image_options(kind, attrs, build_args_epoch=build_args_epoch)
     if kind == "docker" and len(results) > 1:
         raise BuildError("docker exporter does not currently support exporting manifest lists",
                          hint="use --output type=oci for a multi-platform tarball")

@@ -1,7 +1,6 @@
 """Image exporter options (BUILDKIT-FACTS §6), parsed once into a typed value with clear errors."""
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,7 +92,9 @@ def parse_image_options(kind: str, attrs: Mapping[str, str], *, build_args_epoch
         if not low <= level <= high:
             raise ExporterOptionError(
                 f"--output type={kind}: compression-level {level} is out of range for {compression} ({low}-{high})")
-    epoch_text = attrs.get("source-date-epoch") or build_args_epoch or os.environ.get("SOURCE_DATE_EPOCH")
+    # The exporter's own option wins over the build's `build-arg:SOURCE_DATE_EPOCH`, as in BuildKit;
+    # the daemon's environment is never read (a client's variable arrives as that build-arg).
+    epoch_text = attrs.get("source-date-epoch") or build_args_epoch
     epoch = None
     if epoch_text:
         try:

@@ -5,9 +5,11 @@ import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch
+from pybuildkit.frontend.dockerfile.checks import Linter, parse_check_config
+from pybuildkit.frontend.dockerfile.checks import static
+from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch, namedcontext
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
-from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_instruction
+from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, did_you_mean, parse_instruction
 from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
 from pybuildkit.frontend.dockerfile.shell import Lex, ShellError, env_from_list
 from pybuildkit.solver.llb import builder as llb
@@ -17,6 +19,11 @@ from pybuildkit.solver.platforms import Platform, PlatformError, parse_platform
 DEFAULT_PATH = llb.DEFAULT_PATH
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
               "no_proxy", "ALL_PROXY", "all_proxy")
+
+# Variables BuildKit never reports as undefined: the automatic platform ARGs and the proxy ARGs.
+NON_ENV_ARGS = frozenset({"BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT", "BUILDOSVERSION",
+                          "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "TARGETOSVERSION",
+                          "TARGETSTAGE", *PROXY_ARGS})
 
 Resolver = Callable[[str, Platform], Awaitable[tuple[str, dict]]]
 
@@ -36,6 +43,8 @@ class Options:
     network: str | None
     shm_size: int | None
     ulimits: list[tuple[str, int, int]]
+    local_dockerignores: dict[str, list[str]] = field(default_factory=dict)  # named local contexts
+    convert_all_stages: bool = False  # `method=check`: every stage is converted (and checked)
 
 
 @dataclass
@@ -86,13 +95,94 @@ class Converter:
         self.meta_args, self.stages = split_stages(instructions)
         self.entitlements: set[str] = set()
         self.multi_platform = len(options.platforms) > 1
+        check_text = options.build_args.get("BUILDKIT_DOCKERFILE_CHECK", self.directives.check)
+        try:
+            self.lint = Linter(parse_check_config(check_text))
+        except DockerfileError as exc:
+            raise exc.located(filename, *self.check_directive_lines()) from None
+        self._linting: StageState | None = None  # the stage whose instruction is being converted
+        self._static_checks()
+
+    def check_directive_lines(self) -> tuple[int, int]:
+        """Where the `# check=` directive is (0, 0 without one): errors about checks point there."""
+        text = self.source_map.data.decode("utf-8", "replace") if isinstance(self.source_map.data, bytes) else ""
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.lstrip("#").strip().lower().startswith("check="):
+                return number, number
+        return 0, 0
+
+    def _static_checks(self) -> None:
+        """The build checks that need only the Dockerfile (see checks.static)."""
+        platform = self.options.platforms[0]
+        meta = self.meta_env(platform)
+        defaults = self.platform_args(platform, self.target_stage_name())
+        for ins in self.meta_args:
+            for arg in ins.args:
+                key, has_value, value = arg.partition("=")
+                if has_value:
+                    try:
+                        defaults[key] = self.lex().process_word(value, defaults)
+                    except ShellError:
+                        pass
+        parents: dict[int, int] = {}
+        for stage in self.stages:
+            try:
+                base = self.lex().process_word(stage.base_raw, meta)
+            except ShellError:
+                continue
+            parent = find_stage(self.stages, base, before=stage.index)
+            if parent is not None and parent is not stage:
+                parents[stage.index] = parent.index
+        static.check_parse_warnings(self.lint, self.warnings)
+        static.check_casing(self.lint, self.stages)
+        static.check_stage_names(self.lint, self.stages)
+        static.check_instructions(self.lint, self.stages, self.meta_args, parents)
+        static.check_from(self.lint, self.stages, self.lex(), meta, list(self.declared_meta()), defaults,
+                          [s.name for s in self.stages if s.name])
 
     def lex(self) -> Lex:
         return Lex(self.escape)
 
     def expand(self, word: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
         try:
-            return self.lex().process_word(word, env)
+            if self._linting is None or ins is None or ins.name == "FROM":
+                return self.lex().process_word(word, env)
+            result = self.lex().process_word_with_matches(word, env)
+        except ShellError as exc:
+            raise self.error(exc.message, ins) from None
+        self._report_undefined(result.unmatched, env, ins)
+        return result.result
+
+    def _report_undefined(self, unmatched: set[str], env: Mapping[str, str], ins: Instruction) -> None:
+        """UndefinedVar: a variable the frontend expands that no ARG declared and no ENV set."""
+        st = self._linting
+        if not unmatched or st is None:
+            return
+        declared = {arg.partition("=")[0] for other in st.stage.instructions if other.name == "ARG"
+                    and other.location[0] < ins.location[0] for arg in other.args}
+        for name in sorted(unmatched - declared - NON_ENV_ARGS):
+            suggestion = did_you_mean(name, sorted(env), case_insensitive=False)
+            self.lint.run("UndefinedVar", f"Usage of undefined variable '${name}'"
+                          + (f" (did you mean ${suggestion}?)" if suggestion else ""), ins.location)
+
+    async def resolve(self, ref: str, platform: Platform, what: str) -> tuple[str, dict]:
+        """The resolver's (pinned reference, image config) for `ref`, errors as DockerfileError."""
+        assert self.resolver is not None
+        try:
+            return await self.resolver(ref, platform)
+        except DockerfileError:
+            raise
+        except Exception as exc:  # the worker's typed errors, whatever their class
+            message = getattr(exc, "message", str(exc))
+            raise DockerfileError(f"{what} {ref}: failed to resolve source metadata: {message}") from None
+
+    def expand_heredoc(self, body: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
+        """A COPY/ADD heredoc body with an unquoted delimiter: variables expand and backslashes
+        escape, but quotes are plain text (as in a shell here-document), hence no quote removal."""
+        lex = self.lex()
+        lex.skip_process_quotes = True
+        try:
+            return lex.process_word(body, env)
         except ShellError as exc:
             raise self.error(exc.message, ins) from None
 
@@ -151,6 +241,9 @@ class Converter:
             return result
 
         final = await build(target)
+        if self.options.convert_all_stages:
+            for stage in self.stages:
+                await build(stage)
         image = copy.deepcopy(final.image)
         for key, value in self.options.labels.items():
             image["config"].setdefault("Labels", {})[key] = value
@@ -224,7 +317,27 @@ class Converter:
         parent = find_stage(self.stages, base_ref, before=stage.index)
         total = len(stage.instructions) + 1
         prefix = self.prefix(stage, platform)
-        if parent is not None and parent is not stage:
+        replacement = namedcontext.find(self.options.named_contexts, stage.name, platform) if stage.name else None
+        if replacement is not None:  # `context:STAGE=...` stands for the whole stage
+            try:
+                loaded = await namedcontext.load(self, replacement, platform, self.options.local_dockerignores)
+            except DockerfileError as exc:
+                raise exc.located(self.filename, *ins.location) from None
+            st = self._named_stage(stage, platform, loaded, total)
+            st.target_platform = target_platform
+            return st
+        named = None
+        if parent is None or parent is stage:
+            named = namedcontext.find(self.options.named_contexts, base_ref, platform) if base_ref else None
+        if named is not None:
+            try:
+                loaded = await namedcontext.load(self, named, platform, self.options.local_dockerignores)
+            except DockerfileError as exc:
+                raise exc.located(self.filename, *ins.location) from None
+            st = self._named_stage(stage, platform, loaded, total)
+            for trigger in st.config.pop("OnBuild", None) or []:
+                await self._onbuild(st, trigger, build)
+        elif parent is not None and parent is not stage:
             parent_state = await build(parent)
             st = StageState(stage, platform, parent_state.state, copy.deepcopy(parent_state.image),
                             dict(parent_state.env), {}, parent_state.workdir, parent_state.user,
@@ -241,10 +354,7 @@ class Converter:
         else:
             if not base_ref:
                 raise self.error("base name (${" + stage.base_raw.strip("${}") + "}) should not be blank", ins)
-            named = self.options.named_contexts.get(f"context:{base_ref}") or self.options.named_contexts.get(base_ref)
             ref = base_ref
-            if named and named.startswith("docker-image://"):
-                ref = named[len("docker-image://"):]
             try:
                 canonical = normalize_image_ref(ref)
             except InvalidReferenceError as exc:
@@ -259,6 +369,7 @@ class Converter:
                     raise self.error(f"{canonical}: failed to resolve source metadata: {message}", ins) from None
                 name_part = canonical.split("@")[0]
                 pinned = name_part + "@" + digest_ref.split("@", 1)[1] if "@" in digest_ref else canonical
+                self._check_base_platform(ref, platform, config, ins)
             image = {"architecture": platform.architecture, "os": platform.os,
                      "config": copy.deepcopy(config.get("config") or {}), "rootfs": {"type": "layers", "diff_ids": []},
                      "history": copy.deepcopy(config.get("history") or [])}
@@ -280,10 +391,45 @@ class Converter:
         st.target_platform = target_platform
         for ins in stage.instructions:
             st.steps += 1
+            self._linting = st
             try:
                 await dispatch.dispatch(self, st, ins, build)
             except DockerfileError as exc:
                 raise exc.located(self.filename, *ins.location) from None
+            finally:
+                self._linting = None
+        return st
+
+    def _check_base_platform(self, ref: str, expected: Platform, config: dict, ins: Instruction) -> None:
+        """InvalidBaseImagePlatform: the registry gave an image for another OS or architecture."""
+        os_, arch = config.get("os"), config.get("architecture")
+        if not os_ or not arch:
+            return
+        actual = Platform(os_, arch, config.get("variant", "") or "").normalized()
+        wanted = expected.normalized()
+        if (actual.os, actual.architecture) != (wanted.os, wanted.architecture):
+            self.lint.run("InvalidBaseImagePlatform", f'Base image {ref} was pulled with platform "{actual}", '
+                          f'expected "{wanted}" for current build', ins.location)
+
+    def _named_stage(self, stage: Stage, platform: Platform, loaded: namedcontext.LoadedContext,
+                     total: int) -> StageState:
+        """A stage whose base is a named context: its image config when it is an image, else the
+        empty image's (as `FROM scratch`)."""
+        source = loaded.image or {}
+        image = {"architecture": platform.architecture, "os": platform.os,
+                 "config": copy.deepcopy(source.get("config") or {}), "rootfs": {"type": "layers", "diff_ids": []},
+                 "history": copy.deepcopy(source.get("history") or [])}
+        if platform.variant:
+            image["variant"] = platform.variant
+        env = env_from_list(image["config"].get("Env") or [])
+        if "PATH" not in env and platform.os != "windows":
+            env["PATH"] = DEFAULT_PATH
+            image["config"]["Env"] = _env_list(env)
+        image["config"].setdefault("WorkingDir", image["config"].get("WorkingDir") or "/")
+        config = image["config"]
+        st = StageState(stage, platform, loaded.state, image, env, {}, config.get("WorkingDir") or "/",
+                        config.get("User") or "", list(config.get("Shell") or ["/bin/sh", "-c"]), total=total)
+        st.steps = 1
         return st
 
     async def _onbuild(self, st: StageState, trigger: str, build) -> None:

@@ -80,7 +80,7 @@ async def dispatch_copy(conv: "Converter", st: "StageState", ins: Instruction, b
             doc = heredocs[heredoc.name]
             content = chomp_heredoc_content(doc.content) if doc.chomp else doc.content
             if doc.expand:
-                content = conv.expand(content, env, ins) if "$" in content else content
+                content = conv.expand_heredoc(content, env, ins)
             target = dest_path + doc.name if dest_path.endswith("/") else dest_path
             step = dict(owner=chown, timestamp=None)
             parent = posixpath.dirname(target.rstrip("/")) or "/"

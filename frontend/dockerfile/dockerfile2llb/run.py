@@ -5,6 +5,7 @@ import posixpath
 import re
 from typing import TYPE_CHECKING
 
+from pybuildkit.frontend.dockerfile.dockerfile2llb import namedcontext
 from pybuildkit.frontend.dockerfile.dockerfile2llb.dispatch import history
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import find_stage
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_mount
@@ -32,13 +33,9 @@ async def source_state(conv: "Converter", st: "StageState", ref: str, ins: Instr
             raise DockerfileError(f"cannot copy from stage {ref!r}, it needs to be defined before current stage "
                                   f"{st.stage.display_name!r}")
         return (await build(stage)).state
-    named = conv.options.named_contexts.get(f"context:{ref}")
+    named = namedcontext.find(conv.options.named_contexts, ref, st.platform)
     if named is not None:
-        if named.startswith("docker-image://"):
-            return llb.image(named[len("docker-image://"):], platform=st.platform)
-        if named.startswith("local:"):
-            return llb.local(named[len("local:"):], session_id=conv.options.session_id,
-                             shared_key_hint=named[len("local:"):])
+        return (await namedcontext.load(conv, named, st.platform, conv.options.local_dockerignores)).state
     if ref == "context":
         return context_state(conv)
     return llb.image(ref, platform=st.platform, constraints=llb.Constraints(custom_name=f"[internal] load {ref}"))
@@ -124,13 +121,19 @@ async def dispatch_run(conv: "Converter", st: "StageState", ins: Instruction, bu
 
 
 async def _argv(conv: "Converter", st: "StageState", ins: Instruction, mounts: list[llb.Mount]) -> list[str]:
+    """The process of a RUN step.
+
+    A command that is exactly one heredoc runs its body: as a script when it starts with `#!`,
+    else through the stage's shell. Anything else is handed to the shell as the heredoc script it
+    is (command line, then each body and its delimiter), so the shell does what a shell does with
+    heredocs: expand unquoted bodies, keep quoted ones, strip tabs for `<<-`, open other fds.
+    """
     if ins.json_form:
         return list(ins.args)
     command = ins.args[0] if ins.args else ""
     if not ins.heredocs:
         return st.shell + [command]
-    only = must_parse_heredoc(command.strip())
-    if len(ins.heredocs) == 1 and only is not None:
+    if must_parse_heredoc(command.strip()) is not None:
         doc = ins.heredocs[0]
         content = chomp_heredoc_content(doc.content) if doc.chomp else doc.content
         if content.startswith("#!"):
@@ -138,13 +141,5 @@ async def _argv(conv: "Converter", st: "StageState", ins: Instruction, mounts: l
             mounts.append(llb.Mount("/dev/pipes", files, readonly=True))
             return [f"/dev/pipes/{doc.name}"]
         return st.shell + [content]
-    action = None
-    for doc in ins.heredocs:
-        content = chomp_heredoc_content(doc.content) if doc.chomp else doc.content
-        step = (llb.mkfile if action is None else action.mkfile)(f"/{doc.name}", 0o644, content.encode())
-        action = step
-    assert action is not None
-    mounts.append(llb.Mount("/dev/pipes", llb.scratch().file(action), readonly=True))
-    rewritten = re.sub(r"(\d*)<<-?\s*(['\"]?)([^\s'\"<>]+)\2", lambda m: f"{m.group(1)}</dev/pipes/{m.group(3)}",
-                       command)
-    return st.shell + [rewritten]
+    script = command + "".join(f"\n{doc.content}{doc.name}" for doc in ins.heredocs)
+    return st.shell + [script]

@@ -79,7 +79,10 @@ def parse_instruction(node: Node, *, in_onbuild: bool = False) -> Instruction:
         if inner_name in ("FROM", "MAINTAINER"):
             raise DockerfileError(f"{inner_name} isn't allowed as an ONBUILD trigger")
         inner = parse_instruction(inner_node, in_onbuild=True)
-        return Instruction(name, [inner_node.original], {}, node, onbuild=inner)
+        # The trigger is stored as text and parsed again in the child build: keep its heredoc
+        # bodies and delimiters with it, or the child would see an unterminated heredoc.
+        expression = inner_node.original + "".join(f"\n{doc.content}{doc.name}" for doc in node.heredocs)
+        return Instruction(name, [expression], {}, node, onbuild=inner)
     args = node.args()
     flags = parse_flags(name, node.flags)
     json_form = bool(node.attributes.get("json"))

@@ -19,6 +19,7 @@ class BuildRun:
     returncode: int
     stderr: str
     events: list[dict] = field(default_factory=list)
+    stdout: str = ""
 
     def vertices(self) -> dict[str, dict]:
         """Final state of each vertex (later events complete earlier ones)."""
@@ -56,7 +57,8 @@ def pybuildctl(builder_config, tmp_path_factory):
                 events.append(json.loads(line))
             else:
                 other.append(line)
-        result = BuildRun(proc.returncode, "\n".join(other), events)
+        result = BuildRun(proc.returncode, "\n".join(other), events,
+                          proc.stdout.decode(errors="replace") if proc.stdout else "")
         if check and proc.returncode != 0:
             raise AssertionError(f"build failed ({proc.returncode}):\n{result.stderr}\n{result.logs()}")
         return result
