@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
@@ -86,48 +87,103 @@ def dedup(mounts: Iterable[OciMount]) -> list[OciMount]:
     return [m for i, m in enumerate(ordered) if last[m["destination"]] == i]
 
 
+class StubLedger:
+    """Who still needs each mount stub: steps running at once on the same root filesystem
+    share the stubs the runtime created for the first of them.
+
+    Without it one step removed "its" /etc/resolv.conf stub while the runtime of a concurrent
+    step, which had found the stub and so did not record it as its own, was about to mount onto
+    it: that step failed with "No such file or directory" and lost its output. Claiming and
+    releasing happen under one lock, and a stub is removed only when its last user is done, so
+    no step can find a stub that is about to disappear."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[Path, int] = {}
+
+    def claim(self, rootfs: Path, destinations: Iterable[str]) -> MountStubs:
+        """The stubs this step depends on: paths missing before it, or stubs of a live step."""
+        with self._lock:
+            claimed: list[Path] = []
+            for dest in destinations:
+                for path in self._stubs_for(rootfs, dest):
+                    if path not in claimed:
+                        claimed.append(path)
+            for path in claimed:
+                self._users[path] = self._users.get(path, 0) + 1
+            return MountStubs(claimed, self)
+
+    def _stubs_for(self, rootfs: Path, dest: str) -> list[Path]:
+        parts = [p for p in posixpath.normpath(posixpath.join("/", dest)).split("/") if p]
+        if not parts or ".." in parts:
+            return []
+        found: list[Path] = []
+        current = rootfs
+        for depth, part in enumerate(parts):
+            current = current / part
+            if current in self._users:
+                found.append(current)  # a live step's stub: exists now, gone when both are done
+                continue
+            if os.path.islink(current):
+                break  # resolved inside the rootfs by the runtime; never follow it from here
+            if not os.path.lexists(current):
+                found.extend(rootfs.joinpath(*parts[:end]) for end in range(depth + 1, len(parts) + 1))
+                break
+        return found
+
+    def release(self, paths: list[Path]) -> None:
+        """Drop this step's claims and remove the stubs nobody needs any more (still under the
+        lock, so a step starting meanwhile either sees them claimed or sees them gone)."""
+        with self._lock:
+            unused: list[Path] = []
+            for path in paths:
+                users = self._users.get(path, 0) - 1
+                if users > 0:
+                    self._users[path] = users
+                else:
+                    self._users.pop(path, None)
+                    unused.append(path)
+            _remove_empty(unused)
+
+
+def _remove_empty(paths: list[Path]) -> None:
+    """Remove the stubs that are still empty, deepest first, keeping parents' timestamps."""
+    for path in sorted(paths, key=lambda p: len(p.parts), reverse=True):
+        try:
+            st = os.lstat(path)
+            parent = os.stat(path.parent)
+        except OSError:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            if any(os.scandir(path)):
+                continue
+            remove = os.rmdir
+        elif st.st_size != 0:
+            continue
+        else:
+            remove = os.unlink
+        try:
+            remove(path)
+            os.utime(path.parent, ns=(parent.st_atime_ns, parent.st_mtime_ns))
+        except OSError:
+            continue
+
+
+STUBS = StubLedger()  # one per process: two executors may run steps on the same directory
+
+
 @dataclass
 class MountStubs:
     """Paths missing in the rootfs before the step, which the runtime may create as mount points."""
 
     paths: list[Path]
+    ledger: StubLedger = field(default=STUBS, repr=False, compare=False)
 
     @classmethod
-    def record(cls, rootfs: Path, destinations: Iterable[str]) -> "MountStubs":
-        missing: list[Path] = []
-        for dest in destinations:
-            parts = [p for p in posixpath.normpath(posixpath.join("/", dest)).split("/") if p]
-            if not parts or ".." in parts:
-                continue
-            current = rootfs
-            for depth, part in enumerate(parts):
-                current = current / part
-                if os.path.islink(current):
-                    break  # resolved inside the rootfs by the runtime; never follow it from here
-                if not os.path.lexists(current):
-                    chain = [rootfs.joinpath(*parts[:end]) for end in range(depth + 1, len(parts) + 1)]
-                    missing.extend(p for p in chain if p not in missing)
-                    break
-        return cls(missing)
+    def record(cls, rootfs: Path, destinations: Iterable[str]) -> MountStubs:
+        return STUBS.claim(rootfs, destinations)
 
     def remove(self) -> None:
-        """Remove the stubs that are still empty, deepest first, keeping parents' timestamps."""
-        for path in sorted(self.paths, key=lambda p: len(p.parts), reverse=True):
-            try:
-                st = os.lstat(path)
-                parent = os.stat(path.parent)
-            except OSError:
-                continue
-            if os.path.isdir(path) and not os.path.islink(path):
-                if any(os.scandir(path)):
-                    continue
-                remove = os.rmdir
-            elif st.st_size != 0:
-                continue
-            else:
-                remove = os.unlink
-            try:
-                remove(path)
-                os.utime(path.parent, ns=(parent.st_atime_ns, parent.st_mtime_ns))
-            except OSError:
-                continue
+        """Give the stubs back; the last step using one removes it if it is still empty."""
+        paths, self.paths = self.paths, []
+        self.ledger.release(paths)

@@ -22,7 +22,12 @@ from pybuildkit.worker.executor.emulator import EmulatorPolicy, runs_natively
 from pybuildkit.worker.executor.hosts import write_host_files
 from pybuildkit.worker.executor.mounts import MountStubs
 from pybuildkit.worker.executor.network import resolver_mode
-from pybuildkit.worker.executor.runtime import RUNTIMES, Runtime, in_user_namespace, probe_runtime
+from pybuildkit.worker.executor.runtime import (
+    RUNTIMES,
+    Runtime,
+    in_user_namespace,
+    probe_runtime,
+)
 from pybuildkit.worker.executor.spec import SpecContext, build_spec, cgroups_path
 from pybuildkit.worker.executor.types import ExecRequest, RuntimeInfo
 from pybuildkit.worker.userdb import ResolvedUser, resolve_user
@@ -104,11 +109,14 @@ class Executor:
         runtime = await self._chosen()
         container_id = "pbk-" + secrets.token_hex(8)
         bundle = self.bundles / container_id
+        preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare, req, runtime, container_id, bundle))
         try:
-            stubs, notes = await _uninterruptible(
-                asyncio.to_thread(self._prepare, req, runtime, container_id, bundle))
+            stubs, notes = await _uninterruptible(preparing)
         except BaseException:
-            shutil.rmtree(bundle, ignore_errors=True)  # cancelled while preparing: the thread went on
+            # cancelled while preparing: the thread went on, so give back what it claimed
+            if preparing.done() and not preparing.cancelled() and preparing.exception() is None:
+                await _uninterruptible(asyncio.to_thread(preparing.result()[0].remove))
+            shutil.rmtree(bundle, ignore_errors=True)
             raise
         for key, message in notes:
             self._warn_once(key, message)
@@ -154,9 +162,9 @@ class Executor:
         emulator = self._emulators.emulator_for(arch)
         if arch and emulator is None and not runs_natively(arch) and not self._emulators.handler_check(arch):
             notes.append((f"no-emulator-{arch}",
-                          f"executor: no binfmt_misc handler and no QEMU emulator for {arch}: steps for that "
-                          "platform will fail with 'exec format error' (install qemu-user-static or register "
-                          "binfmt handlers)"))
+                          (f"executor: no binfmt_misc handler and no QEMU emulator for {arch}: steps for "
+                           "that platform will fail with 'exec format error' (install qemu-user-static or "
+                           "register binfmt handlers)")))
         elif emulator is not None:
             notes.append((f"emulator-{arch}",
                           f"executor: running {arch} steps through {emulator} (no binfmt_misc handler registered)"))
@@ -166,8 +174,8 @@ class Executor:
         if not req.cgroup_parent:
             return None
         if not runtime.manages_cgroups:
-            notes.append(("cgroup-parent", f"executor: cgroup parent {req.cgroup_parent!r} ignored: "
-                                           f"{runtime.info.name} runs without cgroup management here"))
+            notes.append(("cgroup-parent", (f"executor: cgroup parent {req.cgroup_parent!r} ignored: "
+                                            f"{runtime.info.name} runs without cgroup management here")))
             return None
         return cgroups_path(req.cgroup_parent, container_id)
 
@@ -195,7 +203,7 @@ class Executor:
         if proc.returncode is None:
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), _STOP_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()

@@ -126,8 +126,8 @@ def _attempts(kind: str, path: str, version: str, root: Path, layout: CgroupLayo
         wrapper = _hiding_wrapper()
         if wrapper:
             attempts.append((Runtime(info, root, wrapper, manages_cgroups=False),
-                             f"crun runs in a private mount namespace with {UNIFIED_MOUNT} hidden "
-                             "(cgroup v1 hybrid host)"))
+                             (f"crun runs in a private mount namespace with {UNIFIED_MOUNT} hidden "
+                              "(cgroup v1 hybrid host)")))
     return attempts
 
 

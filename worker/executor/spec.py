@@ -16,7 +16,10 @@ from typing import Any
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.executor import mounts as m
-from pybuildkit.worker.executor.network import creates_network_namespace, network_namespaces
+from pybuildkit.worker.executor.network import (
+    creates_network_namespace,
+    network_namespaces,
+)
 from pybuildkit.worker.executor.types import ExecRequest, SecurityMode
 from pybuildkit.worker.userdb import ResolvedUser
 
