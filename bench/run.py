@@ -1,21 +1,28 @@
 """The benchmark command: every reference workload against pybuildctl, printed next to the anchor.
 
     .venv/bin/python bench/run.py [--only W2] [--reps 3] [--json out.json] [--addr unix:///...]
+    .venv/bin/python bench/run.py --only W2 --reps 1 --profile W2   # where does the time go?
 
 It starts its own registry on 127.0.0.1 seeded with the fixture base image, generates contexts
 (never committed), and times each client invocation. Figures only; nothing here asserts.
+`--profile NAME` runs that workload once more after its timed runs under py-spy (all
+processes, native frames off) and writes the collapsed stacks (speedscope and flamegraph.pl
+read them) plus a summary of the heaviest functions.
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import json
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +40,8 @@ TARGET = {
     "W5 one file changed": 1.5, "W6 export gzip": 1.5, "W6 export zstd": 1.0, "W6 export estargz": 2.5,
     "W6 push gzip": 2.0, "W7 cache first": 0.94, "W7 cache reuse": 0.36, "W8 three platforms": 6.5,
 }
+
+DAEMON_NOOP_TARGET = 0.15  # W4a through pybuildkitd; TARGET's 0.5 is the daemonless one
 
 
 @dataclass
@@ -62,6 +71,7 @@ class Bench:
             f'[registry."docker.io"]\nmirrors = ["{registry_host}"]\n'
             f'[registry."{registry_host}"]\nhttp = true\n')
         self.figures: dict[str, Figure] = {}
+        self.profile_out: Path | None = None  # set while the profiled run of --profile runs
 
     def state(self, name: str, fresh: bool) -> Path:
         root = self.work / "state" / name
@@ -69,8 +79,8 @@ class Bench:
             subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
         return root
 
-    def build(self, workload: str, *, root: Path, context: Path | None = None, opts: list[str] = (),
-              outputs: list[str] = ()) -> tuple[float, float]:
+    def build(self, workload: str, *, root: Path, context: Path | None = None, opts: Sequence[str] = (),
+              outputs: Sequence[str] = ()) -> tuple[float, float]:
         """One client invocation; returns (wall seconds, peak RSS MB of the builder process)."""
         dockerfile_dir = WORKLOADS / workload
         cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main"]
@@ -83,6 +93,9 @@ class Bench:
             cmd += ["--opt", opt]
         for out in outputs:
             cmd += ["--output", out]
+        if self.profile_out is not None:
+            cmd = [*py_spy(), "record", "--subprocesses", "--rate", "250", "--format", "raw",
+                   "--output", str(self.profile_out), "--", *cmd]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, err = proc.communicate()
@@ -93,15 +106,33 @@ class Bench:
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return elapsed, rss
 
-    def record(self, name: str, fn: Callable[[], tuple[float, float]]) -> None:
-        if self.args.only and not any(name.startswith(o) for o in self.args.only):
+    def wanted(self, name: str) -> bool:
+        return not self.args.only or any(name.startswith(o) for o in self.args.only)
+
+    def record(self, name: str, fn: Callable[[], tuple[float, float]],
+               warm: Callable[[], object] | None = None) -> None:
+        """Time `fn` --reps times; `warm` first builds the state a warm workload starts from
+        when the cold workload before it was not run (--only W4b)."""
+        if not self.wanted(name):
             return
+        if warm is not None:
+            warm()
         figure = self.figures.setdefault(name, Figure(name))
         for _ in range(self.args.reps):
             seconds, rss = fn()
             figure.times.append(seconds)
             figure.peak_rss_mb = max(figure.peak_rss_mb, rss)
         print(f"  {name}: min {figure.minimum:.2f}s median {figure.median:.2f}s", file=sys.stderr)
+        if self.args.profile and name.startswith(self.args.profile):
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+            out = self.args.profile_dir / f"profile-{slug}.txt"
+            self.profile_out = out
+            try:
+                fn()
+            finally:
+                self.profile_out = None
+            print(summarize_profile(out), file=sys.stderr)
+            print(f"  profile of {name}: {out} (collapsed stacks)", file=sys.stderr)
 
     def run_all(self) -> None:
         w3_ctx = self.work / "w3-context"
@@ -111,20 +142,23 @@ class Bench:
             shutil.copy(WORKLOADS / "w3-big-context" / "Dockerfile", w3_ctx / "Dockerfile")
 
         self.record("W1 cold", lambda: self.build("w1-multistage-parallel", root=self.state("w1", True)))
-        self.record("W4a no-op W1", lambda: self.build("w1-multistage-parallel", root=self.state("w1", False)))
+        self.record("W4a no-op W1", lambda: self.build("w1-multistage-parallel", root=self.state("w1", False)),
+                    warm=lambda: self.build("w1-multistage-parallel", root=self.state("w1", False)))
         self.record("W2 cold", lambda: self.build("w2-many-steps", root=self.state("w2", True)))
         if "W2 cold" in self.figures:
             self.figures["W2 cold"].extra["ms per step"] = self.figures["W2 cold"].median / 40 * 1000
         if w3_ctx.exists():
             self.record("W3 cold", lambda: self.build("w3-big-context", root=self.state("w3", True), context=w3_ctx))
-            self.record("W4b no-op W3", lambda: self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx))
+            self.record("W4b no-op W3", lambda: self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx),
+                        warm=lambda: self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx))
 
             def one_file_changed() -> tuple[float, float]:
                 target = w3_ctx / "d000" / "changed.txt"
                 target.write_text(f"changed {time.time_ns()}\n")
                 return self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx)
 
-            self.record("W5 one file changed", one_file_changed)
+            self.record("W5 one file changed", one_file_changed,
+                        warm=lambda: self.build("w3-big-context", root=self.state("w3", False), context=w3_ctx))
             if "W3 cold" in self.figures:
                 self.figures["W3 cold"].extra["context MB/s"] = 206 / self.figures["W3 cold"].median
         w6_root = self.state("w6", True)
@@ -132,8 +166,8 @@ class Bench:
             self.build("w6-export", root=w6_root)  # warm the cache: export timings are on a cached build
         for comp in ("gzip", "zstd", "estargz"):
             out = self.work / f"w6-{comp}.tar"
-            self.record(f"W6 export {comp}", lambda comp=comp, out=out: self.build(
-                "w6-export", root=w6_root, outputs=[f"type=oci,dest={out},compression={comp},oci-mediatypes=true,force-compression=true"]))
+            output = f"type=oci,dest={out},compression={comp},oci-mediatypes=true,force-compression=true"
+            self.record(f"W6 export {comp}", functools.partial(self.build, "w6-export", root=w6_root, outputs=[output]))
             if f"W6 export {comp}" in self.figures:
                 self.figures[f"W6 export {comp}"].extra["MB/s"] = 308 / self.figures[f"W6 export {comp}"].median
         self.record("W6 push gzip", lambda: self.build(
@@ -142,22 +176,77 @@ class Bench:
         w7_root = self.state("w7", True)
         self.record("W7 cache first", lambda: self.build("w7-cache-mount", root=self.state("w7", True)))
         self.record("W7 cache reuse", lambda: self.build("w7-cache-mount", root=w7_root,
-                                                         opts=[f"build-arg:V={time.time_ns()}"]))
+                                                         opts=[f"build-arg:V={time.time_ns()}"]),
+                    warm=lambda: self.build("w7-cache-mount", root=w7_root))
         self.record("W8 three platforms", lambda: self.build(
             "w8-multi-arch", root=self.state("w8", True), opts=["platform=linux/amd64,linux/arm64,linux/s390x"]))
 
+    def target(self, name: str) -> float | None:
+        """The median a workload must reach; a no-op W1 through the daemon has a tighter one."""
+        if name == "W4a no-op W1" and self.args.addr:
+            return DAEMON_NOOP_TARGET
+        return TARGET.get(name)
+
     def table(self) -> str:
-        lines = [f"{'workload':<24} {'min s':>8} {'median s':>9} {'BuildKit':>9} {'target':>7} {'ratio':>6}  extra"]
+        header = (f"{'workload':<24} {'min s':>8} {'median s':>9} {'BuildKit':>9} {'target':>7} {'ratio':>6} "
+                  f"{'meets target':>12}  extra")
+        lines = [header]
         for name, fig in self.figures.items():
             anchor = ANCHOR.get(name)
             ratio = fig.median / anchor if anchor else float("nan")
+            target = self.target(name)
+            meets = "-" if target is None else ("yes" if fig.median <= target else "NO")
             extra = ", ".join(f"{k} {v:.1f}" for k, v in fig.extra.items())
             lines.append(f"{name:<24} {fig.minimum:>8.2f} {fig.median:>9.2f} {anchor or 0:>9.2f} "
-                         f"{TARGET.get(name, 0):>7.2f} {ratio:>6.2f}  {extra}")
+                         f"{target or 0:>7.2f} {ratio:>6.2f} {meets:>12}  {extra}")
         peak = max((f.peak_rss_mb for f in self.figures.values()), default=0)
-        size = subprocess.run(["du", "-sm", str(self.work / "state")], capture_output=True, text=True).stdout.split()
+        size = subprocess.run(["du", "-sm", str(self.work / "state")], capture_output=True, text=True,
+                              check=False).stdout.split()
         lines.append(f"peak RSS of builder processes: {peak:.0f} MB; state directories: {size[0] if size else '?'} MB")
         return "\n".join(lines)
+
+
+def py_spy() -> list[str]:
+    """py-spy from the venv (scripts/install-deps.sh installs it) or from PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/python -m pip install py-spy")
+    return [found]
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """The heaviest frames of a py-spy raw profile: self time (where the CPU is) and total time
+    of our own functions (which step of ours it is spent under), as shares of all samples."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [f for f in stack.split(";") if f]
+        if frames:
+            own[_frame_name(frames[-1])] += count
+        for name in {_frame_name(f) for f in frames if "pybuildkit" in f or "/wt/" in f or "/work/" in f}:
+            total[name] += count
+    if not samples:
+        return "  (no samples)"
+    lines = [f"  {samples} samples; self time:"]
+    lines += [f"    {100 * n / samples:5.1f}%  {name}" for name, n in own.most_common(top)]
+    lines.append("  total time under our functions:")
+    lines += [f"    {100 * n / samples:5.1f}%  {name}" for name, n in total.most_common(top)]
+    return "\n".join(lines)
+
+
+def _frame_name(frame: str) -> str:
+    """'func (path/to/file.py:12)' -> 'func (file.py)': lines vary, functions do not."""
+    match = re.match(r"(.*?) \((.*?)(?::\d+)?\)$", frame)
+    if not match:
+        return frame
+    return f"{match.group(1)} ({Path(match.group(2)).name})"
 
 
 def main() -> None:
@@ -167,7 +256,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--addr", default="", help="a pybuildkitd address instead of --daemonless")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--profile", metavar="NAME", default="",
+                        help="profile one more run of the workload whose name starts with NAME (py-spy)")
+    parser.add_argument("--profile-dir", type=Path, default=Path.cwd(), help="where --profile writes (default: .)")
     args = parser.parse_args()
+    if args.profile:
+        py_spy()  # fail before the benchmark, not after it
+        if not args.only:
+            args.only = [args.profile]
     from tests.fixtures.base_image import push_base_images
     from tests.fixtures.registry import start_registry
 

@@ -1,6 +1,15 @@
-"""Running build steps in containers with crun or runc."""
-from pybuildkit.worker.executor.runner import Executor, ExecutorError, in_user_namespace
-from pybuildkit.worker.executor.types import ExecRequest, Mount, NetMode, RuntimeInfo, SecurityMode
+"""Running build steps in containers with crun or runc (see runner.Executor)."""
+from pybuildkit.worker.executor.emulator import EmulatorPolicy
+from pybuildkit.worker.executor.runner import Executor
+from pybuildkit.worker.executor.runtime import ExecutorError, in_user_namespace
+from pybuildkit.worker.executor.types import (
+           ExecRequest,
+           Mount,
+           MountKind,
+           NetMode,
+           RuntimeInfo,
+           SecurityMode,
+)
 
-__all__ = ["ExecRequest", "Executor", "ExecutorError", "Mount", "NetMode", "RuntimeInfo", "SecurityMode",
-           "in_user_namespace"]
+__all__ = ["EmulatorPolicy", "ExecRequest", "Executor", "ExecutorError", "Mount", "MountKind", "NetMode",
+           "RuntimeInfo", "SecurityMode", "in_user_namespace"]

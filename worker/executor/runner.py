@@ -1,178 +1,256 @@
-"""Running a step with crun or runc: probe once, then one `run` per step with piped stdio.
+"""Running one build step with crun or runc: probe once, then one `run` per step with piped
+stdio, so a trivial step costs little more than the runtime's own start-up.
 
-On cancellation the container is killed and deleted and its bundle removed, so no process,
-mount or runtime state outlives the step.
+On cancellation (or any failure while the step runs) the container is killed with SIGKILL and
+deleted and its bundle removed, so no process, mount or runtime state outlives the step.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pybuildkit.solver.errors import BuildError
-from pybuildkit.worker.executor.emulator import emulator_for
-from pybuildkit.worker.executor.spec import build_spec, hosts_content, resolv_content
+from pybuildkit.worker import process
+from pybuildkit.worker.executor.emulator import EmulatorPolicy, runs_natively
+from pybuildkit.worker.executor.hosts import write_host_files
+from pybuildkit.worker.executor.mounts import MountStubs
+from pybuildkit.worker.executor.network import resolver_mode
+from pybuildkit.worker.executor.runtime import (
+    RUNTIMES,
+    Runtime,
+    in_user_namespace,
+    probe_runtime,
+)
+from pybuildkit.worker.executor.spec import SpecContext, build_spec, cgroups_path
 from pybuildkit.worker.executor.types import ExecRequest, RuntimeInfo
+from pybuildkit.worker.userdb import ResolvedUser, resolve_user
 
-
-def in_user_namespace() -> bool:
-    """True when uid 0 here is not the host's root (rootlesskit, unshare --user)."""
-    try:
-        parts = Path("/proc/self/uid_map").read_text().split()
-    except OSError:
-        return False
-    return len(parts) >= 3 and not (parts[0] == "0" and parts[1] == "0" and parts[2] == "4294967295")
-
-
-class ExecutorError(BuildError):
-    pass
+Sink = Callable[[bytes], None]
+Note = tuple[str, str]  # (key for logging once, message)
+T = TypeVar("T")
+_STOP_TIMEOUT = 10.0
+_READ_CHUNK = 65536
 
 
 class Executor:
+    """Runs build steps in containers. `state_dir` holds the runtime's state (`runtime/`, one
+    directory per live container) and the per-step bundles (`bundles/`); both are only ours."""
+
     def __init__(self, state_dir: Path, *, binary: str | None = None, rootless: bool | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.state_dir = state_dir
-        self.bundles = state_dir / "bundles"
-        self.runtime_root = state_dir / "runtime"
-        for d in (self.bundles, self.runtime_root):
-            d.mkdir(parents=True, exist_ok=True)
-        self._wanted = binary
+                 log: Callable[[str], None] | None = None, emulators: EmulatorPolicy | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.bundles = self.state_dir / "bundles"
+        self.runtime_root = self.state_dir / "runtime"
+        for directory in (self.bundles, self.runtime_root):
+            directory.mkdir(parents=True, exist_ok=True)
         self.rootless = in_user_namespace() if rootless is None else rootless
-        self._log = log or (lambda _m: None)
-        self._info: RuntimeInfo | None = None
+        self._wanted = binary
+        self._log = log or (lambda _message: None)
+        self._emulators = emulators or EmulatorPolicy()
+        self._runtime: Runtime | None = None
+        self._probe_lock = asyncio.Lock()
+        self._warned: set[str] = set()
         self._cleanup_leftovers()
 
-    # ------------------------------------------------------------------ probing
+    # -- choosing the runtime ----------------------------------------------------------------
 
     @property
     def info(self) -> RuntimeInfo:
-        if self._info is None:
-            self._info = self._probe()
-        return self._info
+        """The chosen runtime (probing synchronously on first use; prefer `await probe()`)."""
+        if self._runtime is None:
+            self._runtime = self._probe_now()
+        return self._runtime.info
 
-    def _probe(self) -> RuntimeInfo:
-        candidates = [self._wanted] if self._wanted else ["crun", "runc"]
-        notes: list[str] = []
-        for name in candidates:
-            path = shutil.which(name)
-            if path is None:
-                notes.append(f"{name}: not installed")
-                continue
-            problem = self._try_runtime(path)
-            if problem is None:
-                version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.splitlines()
-                info = RuntimeInfo(name, path, version[0] if version else "", self.rootless, tuple(notes))
-                self._log(f"executor: using {name} ({info.version})" + (f"; {'; '.join(notes)}" if notes else ""))
-                return info
-            notes.append(f"{name}: {problem}")
-            self._log(f"executor: {name} cannot run steps here ({problem}); trying the next runtime")
-        raise ExecutorError("no usable OCI runtime: " + "; ".join(notes),
-                            hint="install runc or crun (apt-get install runc)")
+    async def probe(self) -> RuntimeInfo:
+        """Find the runtime to use (crun first, then runc; `binary=` forces one) by starting a
+        real container, and log the choice and the reason for any fallback."""
+        return (await self._chosen()).info
 
-    def _try_runtime(self, path: str) -> str | None:
-        """Run /bin/true from a one-binary rootfs; return why it failed, or None."""
-        probe = self.bundles / f"probe-{secrets.token_hex(4)}"
-        rootfs = probe / "rootfs"
-        (rootfs / "bin").mkdir(parents=True)
-        true_bin = shutil.which("busybox") or "/bin/busybox"
-        try:
-            if not os.path.exists(true_bin):
-                return None  # nothing static to probe with; trust the binary
-            shutil.copy(true_bin, rootfs / "bin" / "true")
-            spec = {"ociVersion": "1.0.2", "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
-                                                       "env": [], "terminal": False},
-                    "root": {"path": str(rootfs)},
-                    "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-                    "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]}}
-            (probe / "config.json").write_text(json.dumps(spec))
-            proc = subprocess.run(self._argv(path, "run", "--bundle", str(probe), probe.name),
-                                  capture_output=True, text=True, timeout=30)
-            subprocess.run([path, "--root", str(self.runtime_root), "delete", "-f", probe.name],
-                           capture_output=True)
-            if proc.returncode != 0:
-                return (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1]
-            return None
-        finally:
-            shutil.rmtree(probe, ignore_errors=True)
+    async def _chosen(self) -> Runtime:
+        if self._runtime is None:
+            async with self._probe_lock:
+                if self._runtime is None:
+                    self._runtime = await asyncio.to_thread(self._probe_now)
+        return self._runtime
 
-    def _argv(self, path: str, command: str, *rest: str) -> list[str]:
-        argv = [path, "--root", str(self.runtime_root)]
-        if os.path.basename(path) == "crun":
-            argv.append("--cgroup-manager=disabled")
-        argv.append(command)
-        if command == "run":
-            argv.append("--no-new-keyring")
-        return argv + list(rest)
+    def _probe_now(self) -> Runtime:
+        return probe_runtime(self.runtime_root, self.bundles, wanted=self._wanted, rootless=self.rootless,
+                             log=self._log)
 
     def _cleanup_leftovers(self) -> None:
-        """A killed daemon may leave containers and bundles: remove them at start-up."""
-        for runtime in ("crun", "runc"):
-            path = shutil.which(runtime)
-            if path is None:
-                continue
-            listing = subprocess.run([path, "--root", str(self.runtime_root), "list", "-q"],
-                                     capture_output=True, text=True)
-            for container in listing.stdout.split():
-                subprocess.run([path, "--root", str(self.runtime_root), "delete", "-f", container],
-                               capture_output=True)
+        """A killed daemon may leave containers and bundles behind: remove them at start-up."""
+        leftovers = [p.name for p in self.runtime_root.iterdir()]
+        if leftovers:
+            for name in RUNTIMES:
+                path = shutil.which(name)
+                if path is None:
+                    continue
+                for container in leftovers:
+                    process.run([path, "--root", str(self.runtime_root), "delete", "-f", container],
+                                check=False, timeout=30)
+            for container in leftovers:
+                shutil.rmtree(self.runtime_root / container, ignore_errors=True)
         for bundle in self.bundles.iterdir():
             shutil.rmtree(bundle, ignore_errors=True)
 
-    # ------------------------------------------------------------------ running
+    # -- running a step ----------------------------------------------------------------------
 
-    async def run(self, req: ExecRequest, *, stdout: Callable[[bytes], None],
-                  stderr: Callable[[bytes], None]) -> int:
-        info = self.info
+    async def run(self, req: ExecRequest, *, stdout: Sink, stderr: Sink) -> int:
+        """Run the step to completion and return its exit code, streaming its output as it comes.
+
+        Cancelling the awaiting task kills and deletes the container before re-raising."""
+        runtime = await self._chosen()
         container_id = "pbk-" + secrets.token_hex(8)
         bundle = self.bundles / container_id
-        bundle.mkdir()
+        preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare, req, runtime, container_id, bundle))
         try:
-            hosts, resolv = bundle / "hosts", bundle / "resolv.conf"
-            hosts.write_text(hosts_content(req.hostname, req.extra_hosts))
-            resolv.write_text(resolv_content(req.network))
-            emulator = emulator_for(req.platform_arch)
-            spec = build_spec(req, hosts_file=hosts, resolv_file=resolv, rootless=self.rootless, emulator=emulator)
-            (bundle / "config.json").write_text(json.dumps(spec))
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv(info.path, "run", "--bundle", str(bundle), container_id),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            try:
-                await asyncio.gather(_pump(proc.stdout, stdout), _pump(proc.stderr, stderr))
-                return await proc.wait()
-            except asyncio.CancelledError:
-                await self._kill(info, container_id, proc)
-                raise
+            stubs, notes = await _uninterruptible(preparing)
+        except BaseException:
+            # cancelled while preparing: the thread went on, so give back what it claimed
+            if preparing.done() and not preparing.cancelled() and preparing.exception() is None:
+                await _uninterruptible(asyncio.to_thread(preparing.result()[0].remove))
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+        for key, message in notes:
+            self._warn_once(key, message)
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            *runtime.argv("run", "--bundle", str(bundle), container_id),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True))  # terminal signals go to us, not to the runtime
+        try:
+            proc = await _uninterruptible(spawn)  # never lose the handle of a started runtime
+            await asyncio.gather(_pump(proc.stdout, stdout), _pump(proc.stderr, stderr))
+            return await proc.wait()
+        except BaseException:
+            started = spawn.done() and not spawn.cancelled() and spawn.exception() is None
+            await _uninterruptible(self._stop(runtime, container_id, spawn.result() if started else None))
+            raise
         finally:
-            await asyncio.to_thread(self._delete, info, container_id, bundle)
+            await _uninterruptible(asyncio.to_thread(self._clean, runtime, container_id, bundle, stubs))
 
-    async def _kill(self, info: RuntimeInfo, container_id: str, proc: asyncio.subprocess.Process) -> None:
-        kill = await asyncio.create_subprocess_exec(
-            *self._argv(info.path, "kill", container_id, "KILL"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        await kill.wait()
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 10)
+    def _prepare(self, req: ExecRequest, runtime: Runtime, container_id: str,
+                 bundle: Path) -> tuple[MountStubs, list[Note]]:
+        """Write the bundle (config.json, hosts, resolv.conf); runs in a worker thread, so log
+        lines are returned as notes for the event loop to log."""
+        user = _resolve_user(req.rootfs, req.user)
+        notes: list[Note] = []
+        bundle.mkdir(mode=0o711)
+        try:
+            hosts, resolv = write_host_files(bundle, req.hostname, req.extra_hosts, resolver_mode(req.network))
+            ctx = SpecContext(
+                user=user, hosts_file=hosts, resolv_file=resolv, rootless=self.rootless,
+                emulator=self._emulator(req.platform_arch, notes),
+                cgroups_path=self._cgroups_path(req, runtime, container_id, notes),
+                cgroups=runtime.manages_cgroups)
+            spec = build_spec(req, ctx)
+            (bundle / "config.json").write_text(json.dumps(spec))
+            stubs = MountStubs.record(req.rootfs, ["/etc/resolv.conf", "/etc/hosts",
+                                                   *(mount.dest for mount in req.mounts)])
+        except BaseException:
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+        return stubs, notes
 
-    def _delete(self, info: RuntimeInfo, container_id: str, bundle: Path) -> None:
-        state = self.runtime_root / container_id
-        if state.exists():
-            subprocess.run(self._argv(info.path, "delete", "-f", container_id), capture_output=True)
+    def _emulator(self, arch: str | None, notes: list[Note]) -> Path | None:
+        emulator = self._emulators.emulator_for(arch)
+        if arch and emulator is None and not runs_natively(arch) and not self._emulators.handler_check(arch):
+            notes.append((f"no-emulator-{arch}",
+                          (f"executor: no binfmt_misc handler and no QEMU emulator for {arch}: steps for "
+                           "that platform will fail with 'exec format error' (install qemu-user-static or "
+                           "register binfmt handlers)")))
+        elif emulator is not None:
+            notes.append((f"emulator-{arch}",
+                          f"executor: running {arch} steps through {emulator} (no binfmt_misc handler registered)"))
+        return emulator
+
+    def _cgroups_path(self, req: ExecRequest, runtime: Runtime, container_id: str, notes: list[Note]) -> str | None:
+        if not req.cgroup_parent:
+            return None
+        if not runtime.manages_cgroups:
+            notes.append(("cgroup-parent", (f"executor: cgroup parent {req.cgroup_parent!r} ignored: "
+                                            f"{runtime.info.name} runs without cgroup management here")))
+            return None
+        return cgroups_path(req.cgroup_parent, container_id)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._log(message)
+
+    async def _stop(self, runtime: Runtime, container_id: str, proc: asyncio.subprocess.Process | None) -> None:
+        """SIGKILL the container's init (the whole PID namespace dies with it) and reap the
+        runtime. The runtime may not have written its state yet, so keep trying until the
+        container can be killed or the runtime has exited."""
+        if proc is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STOP_TIMEOUT
+        state = runtime.root / container_id
+        while proc.returncode is None and loop.time() < deadline:
+            if state.exists():
+                code, _, _ = await process.run_async(runtime.argv("kill", container_id, "KILL"), check=False)
+                if code == 0:
+                    break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.02)
+        if proc.returncode is None:
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), _STOP_TIMEOUT)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    def _clean(self, runtime: Runtime, container_id: str, bundle: Path, stubs: MountStubs) -> None:
+        if (runtime.root / container_id).exists():
+            result = process.run(runtime.argv("delete", "-f", container_id), check=False, timeout=60)
+            if result.returncode != 0 and (runtime.root / container_id).exists():
+                self._log(f"executor: could not delete container {container_id}: "
+                          f"{result.stderr.decode(errors='replace').strip()}")
+        stubs.remove()
         shutil.rmtree(bundle, ignore_errors=True)
 
 
-async def _pump(stream: asyncio.StreamReader | None, sink: Callable[[bytes], None]) -> None:
+def _resolve_user(rootfs: Path, spec: str) -> ResolvedUser:
+    """`root` means uid 0 even in a rootfs without /etc/passwd (a FROM scratch step), as in
+    BuildKit; every other name must be in the image's passwd."""
+    name, sep, group = (spec or "root").partition(":")
+    try:
+        return resolve_user(rootfs, spec)
+    except BuildError:
+        if name != "root":
+            raise
+        return resolve_user(rootfs, "0" + (sep + ("0" if group == "root" else group)))
+
+
+async def _uninterruptible(awaitable: Awaitable[T]) -> T:
+    """Let `awaitable` finish even if the task is cancelled meanwhile, then re-deliver the
+    cancellation: set-up and clean-up must not be cut in half."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    result = task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def _pump(stream: asyncio.StreamReader | None, sink: Sink) -> None:
     if stream is None:
         return
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            return
+    while chunk := await stream.read(_READ_CHUNK):
         sink(chunk)
+
+
+__all__ = ["Executor"]
