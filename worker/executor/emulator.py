@@ -8,6 +8,8 @@ against the architecture's ELF header), not by their names, which differ between
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import os
 import shutil
 from collections.abc import Callable
@@ -51,7 +53,7 @@ def elf_header(arch: str) -> bytes | None:
     if entry is None:
         return None
     _, elf_class, data, machine = entry
-    order = "little" if data == 1 else "big"
+    order: Literal["little", "big"] = "little" if data == 1 else "big"
     ident = b"\x7fELF" + bytes([elf_class, data, 1]) + bytes(9)
     return ident + (2).to_bytes(2, order) + machine.to_bytes(2, order)
 
