@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybuildkit.solver.definition import load_definition
-from pybuildkit.solver.errors import BuildError, EntitlementError
+from pybuildkit.solver.errors import BuildError, EntitlementError, SolveError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform, host_platform
 from pybuildkit.solver.progress import ProgressWriter, VertexEvent, WarningEvent, now_ns
@@ -87,7 +87,15 @@ class Builder:
                 for raw in getattr(definition, "def"):
                     definition.metadata[digest_of(raw)].ignore_cache = True
         graphs = [load_definition(d) for d in definitions]
-        solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
+        try:
+            solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
+        except SolveError as exc:
+            from pybuildkit.appliance.error_excerpt import with_excerpt
+
+            located = with_excerpt(exc, definitions)
+            if located is exc:
+                raise
+            raise located from exc
         results = [(p, s.result) for p, s in zip(platforms, solved)]
         response = await self._export(request, results, list(image_configs), job)
         return BuildResult(response, results)
@@ -184,6 +192,15 @@ class Builder:
             finally:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
             return {}
+        if kind in ("oci", "docker") and _bool_attr(attrs, "tar", True) is False:
+            tmp = Path(tempfile.mkdtemp(prefix="export-", dir=self.worker.run_dir))
+            try:
+                layout_response = await export_image(self.worker, kind, attrs, results, image_configs, job,
+                                                     vertex=vertex, layout_dir=tmp / "out")
+                await session.send_directory(index, tmp / "out")
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+            return layout_response
         writer = session.open_file_send(index)
         if kind == "tar":
             await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
@@ -223,7 +240,12 @@ def validate_output(output: Output, *, require_dest: bool = True) -> None:
         if require_dest and output.type == "local" and not output.attrs.get("dest"):
             raise BuildError("--output type=local requires dest=<dir>")
         return
-    if output.type in IMAGE_EXPORTERS or output.type == "cacheonly":
+    if output.type in IMAGE_EXPORTERS:
+        from pybuildkit.worker.exporters.options import parse_image_options
+
+        parse_image_options(output.type, output.attrs)
+        return
+    if output.type == "cacheonly":
         return
     raise BuildError(f"--output: unknown exporter type {output.type!r}",
                      hint="use one of local, tar, image, oci, docker")
