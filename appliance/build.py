@@ -142,13 +142,20 @@ class Builder:
             event = VertexEvent(f"export-{output.type}-{started}", f"exporting to {output.type}", started=started)
             job.progress.vertex(event)
             attrs = dict(output.attrs)
-            if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
-                attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
-                response.update(await self._export_to_session(session, index, output.type, attrs, results,
-                                                              image_configs, job, event.digest))
-            else:
-                response.update(await self._export_here(output.type, attrs, results, image_configs, job,
-                                                        event.digest))
+            try:
+                if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
+                    attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
+                    response.update(await self._export_to_session(session, index, output.type, attrs, results,
+                                                                  image_configs, job, event.digest))
+                else:
+                    response.update(await self._export_here(output.type, attrs, results, image_configs, job,
+                                                            event.digest))
+            except BaseException as exc:  # a failed push or write closes its step with ERROR
+                event.completed = now_ns()
+                event.error = ("context canceled" if isinstance(exc, asyncio.CancelledError)
+                               else getattr(exc, "message", None) or str(exc))
+                job.progress.vertex(event)
+                raise
             event.completed = now_ns()
             job.progress.vertex(event)
         return response

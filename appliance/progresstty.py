@@ -66,7 +66,7 @@ class TTYPrinter(PlainPrinter):
     def update(self, status: SolveStatus) -> None:
         for v in status.vertexes:
             st = self._state(v.digest, v.name)
-            st.started = v.started or st.started
+            st.started = v.started if v.started is not None else st.started
             st.cached = st.cached or v.cached
             if v.started is not None and st.number == 0:
                 self._numbers += 1
@@ -113,7 +113,7 @@ class TTYPrinter(PlainPrinter):
 
     def _vertex_lines(self, st: _VertexState, width: int, now_ns: int) -> list[str]:
         end = st.completed if st.completed is not None else now_ns
-        seconds = max((end - (st.started or end)) / 1e9, 0)
+        seconds = max((end - (end if st.started is None else st.started)) / 1e9, 0)
         prefix = ""
         key = ""
         if st.completed is not None:
@@ -125,7 +125,7 @@ class TTYPrinter(PlainPrinter):
         lines = [self._paint(self._line(f" => {prefix}{st.name}", f"{seconds:.1f}s", width), key)]
         for s in st.statuses.values():
             s_end = s.completed if s.completed is not None else now_ns
-            s_seconds = max((s_end - (s.started or s_end)) / 1e9, 0)
+            s_seconds = max((s_end - (s_end if s.started is None else s.started)) / 1e9, 0)
             lines.append(self._paint(self._line(f" => => {status_line(s, with_time=False)}", f"{s_seconds:.1f}s",
                                                 width), key))
         if st.completed is None:

@@ -179,7 +179,7 @@ class PlainPrinter:
     def update(self, status: SolveStatus) -> None:
         for v in status.vertexes:
             st = self._state(v.digest, v.name)
-            st.started = v.started or st.started
+            st.started = v.started if v.started is not None else st.started
             if v.cached:
                 st.cached = True
             if st.done_printed:
@@ -200,7 +200,7 @@ class PlainPrinter:
             elif st.cached:
                 self.out.write(f"#{st.number} CACHED\n")
             else:
-                seconds = (v.completed - (st.started or v.completed)) / 1e9
+                seconds = (v.completed - (v.completed if st.started is None else st.started)) / 1e9
                 self.out.write(f"#{st.number} DONE {seconds:.1f}s\n")
             self.out.write("\n")
             st.done_printed = True

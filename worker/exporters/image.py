@@ -135,6 +135,8 @@ async def _push(worker, options: ImageOptions, root: Descriptor, job, vertex: st
         hosts = worker.registry.hosts
         for ref in targets:
             hosts = hosts.with_insecure(ref.domain)
-    await worker.registry.push(targets, root, hosts=hosts)
-    status.completed = now_ns()
-    job.progress.status(status)
+    try:
+        await worker.registry.push(targets, root, hosts=hosts)
+    finally:
+        status.completed = now_ns()
+        job.progress.status(status)
