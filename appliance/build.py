@@ -109,8 +109,22 @@ class Builder:
         from pybuildkit.appliance.dockerfile_inputs import load_frontend_inputs
         from pybuildkit.frontend.dockerfile.builder import build as dockerfile_build
 
-        # in a thread: reading the Dockerfile may wait on the client's session
-        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, self._resolve_image_config)
+        from pybuildkit.appliance.internal_steps import InternalStep
+
+        filename = request.frontend_attrs.get("filename", "Dockerfile").rsplit("/", 1)[-1]
+        definition_step = InternalStep(job.progress, f"[internal] load build definition from {filename}")
+        try:
+            # in a thread: reading the Dockerfile may wait on the client's session
+            inputs = await asyncio.to_thread(load_frontend_inputs, request, job,
+                                             lambda ref, platform: self._resolve_with_step(job, ref, platform))
+        except BuildError as exc:
+            definition_step.done(exc.message)
+            raise
+        definition_step.transferred("dockerfile", len(inputs.dockerfile))
+        definition_step.done()
+        ignore_step = InternalStep(job.progress, "[internal] load .dockerignore")
+        ignore_step.transferred("context", len(inputs.dockerignore or b""))
+        ignore_step.done()
         result = await dockerfile_build(inputs)
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
@@ -128,6 +142,24 @@ class Builder:
             short = str(getattr(warning, "short", warning)).encode()
             job.progress.warning(WarningEvent(vertex="", level=1, short=short))
         return result.platforms, result.definitions, result.image_configs
+
+    async def _resolve_with_step(self, job: Job, ref: str, platform: Platform) -> tuple[str, dict]:
+        """Each image the frontend looks up is an `[internal] load metadata for REF` step."""
+        from pybuildkit.appliance.internal_steps import InternalStep
+        from pybuildkit.worker.registry.reference import parse_reference
+
+        try:
+            shown = str(parse_reference(ref))
+        except BuildError:
+            shown = ref
+        step = InternalStep(job.progress, f"[internal] load metadata for {shown}")
+        try:
+            found = await self._resolve_image_config(ref, platform)
+        except BuildError as exc:
+            step.done(exc.message)
+            raise
+        step.done()
+        return found
 
     async def _resolve_image_config(self, ref: str, platform: Platform) -> tuple[str, dict]:
         resolved = await self.worker.resolve_image(ref, platform)

@@ -177,34 +177,15 @@ class PlainPrinter:
             self._current = st
 
     def update(self, status: SolveStatus) -> None:
+        # starts first, completions last: a step's sub-steps and logs that arrive in the same
+        # message as its completion are printed above its DONE line
         for v in status.vertexes:
             st = self._state(v.digest, v.name)
             st.started = v.started if v.started is not None else st.started
             if v.cached:
                 st.cached = True
-            if st.done_printed:
-                continue
-            if v.completed is None:
-                if v.started is not None and not st.printed_header:
-                    self._enter(st)
-                continue
-            self._enter(st)
-            self._flush_partial(st)
-            st.completed = v.completed
-            if v.error:
-                st.error = v.error
-                if is_canceled(v.error):
-                    self.out.write(f"#{st.number} CANCELED\n")
-                else:
-                    self.out.write(f"#{st.number} ERROR: {v.error}\n")
-            elif st.cached:
-                self.out.write(f"#{st.number} CACHED\n")
-            else:
-                seconds = (v.completed - (v.completed if st.started is None else st.started)) / 1e9
-                self.out.write(f"#{st.number} DONE {seconds:.1f}s\n")
-            self.out.write("\n")
-            st.done_printed = True
-            self._current = None
+            if not st.done_printed and v.started is not None and not st.printed_header:
+                self._enter(st)
         for s in status.statuses:
             st = self._state(s.vertex)
             st.statuses[s.id] = s
@@ -224,9 +205,33 @@ class PlainPrinter:
                 text = f"{elapsed:.3f} {line.decode(errors='replace')}"
                 st.log_lines.append(text)
                 self.out.write(f"#{st.number} {text}\n")
+        for v in status.vertexes:
+            if v.completed is not None:
+                self._complete(self._state(v.digest), v)
         for w in status.warnings:
             self.out.write(f"WARNING: {w.short.decode(errors='replace')}\n")
         self.out.flush()
+
+    def _complete(self, st: _VertexState, v) -> None:
+        if st.done_printed:
+            return
+        self._enter(st)
+        self._flush_partial(st)
+        st.completed = v.completed
+        if v.error:
+            st.error = v.error
+            if is_canceled(v.error):
+                self.out.write(f"#{st.number} CANCELED\n")
+            else:
+                self.out.write(f"#{st.number} ERROR: {v.error}\n")
+        elif st.cached:
+            self.out.write(f"#{st.number} CACHED\n")
+        else:
+            seconds = (v.completed - (v.completed if st.started is None else st.started)) / 1e9
+            self.out.write(f"#{st.number} DONE {seconds:.1f}s\n")
+        self.out.write("\n")
+        st.done_printed = True
+        self._current = None
 
     def _flush_partial(self, st: _VertexState) -> None:
         if st.partial:
@@ -245,7 +250,7 @@ def status_line(s: StatusEvent, *, with_time: bool = True) -> str:
     text = s.name or s.id
     if s.total:
         text += f" {human_size(s.current)} / {human_size(s.total)}"
-    elif s.current:
+    elif s.current or text.endswith(":"):  # `transferring context: 0B` still says how much
         text += f" {human_size(s.current)}"
     if with_time and s.started is not None:
         end = s.completed if s.completed is not None else time.time_ns()

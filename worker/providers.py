@@ -26,8 +26,9 @@ class LocalSyncRequest:
 
 
 class LocalDirs(Protocol):
-    def sync(self, request: LocalSyncRequest, dest: Path) -> None:
-        """Make `dest` mirror the client's directory `request.name`, incrementally."""
+    def sync(self, request: LocalSyncRequest, dest: Path) -> Any:
+        """Make `dest` mirror the client's directory `request.name`, incrementally. May return
+        stats with the bytes transferred (`bytes_copied` or `bytes`) for the progress display."""
 
 
 class SecretProvider(Protocol):
@@ -64,7 +65,7 @@ class DirectoryLocals:
 
     dirs: Mapping[str, Path]
 
-    def sync(self, request: LocalSyncRequest, dest: Path) -> None:
+    def sync(self, request: LocalSyncRequest, dest: Path) -> Any:
         from pybuildkit.worker.fsutil.sync import sync_dir
         from pybuildkit.worker.fsutil.walk import WalkOptions
 
@@ -75,8 +76,8 @@ class DirectoryLocals:
                 hint=f"pass --local {request.name}=<dir>")
         if not source.is_dir():
             raise MissingLocalError(f"local directory {request.name}={source} does not exist")
-        sync_dir(source, dest, WalkOptions(request.include_patterns, request.exclude_patterns,
-                                           request.follow_paths))
+        return sync_dir(source, dest, WalkOptions(request.include_patterns, request.exclude_patterns,
+                                                  request.follow_paths))
 
 
 @dataclass

@@ -275,10 +275,7 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.progress import ProgressWriter
 
-    from pybuildkit.appliance.cli.checks import check_build_flags
-
     outputs = parse_outputs(args.output)
-    check_build_flags(args, outputs, stdout_is_tty=sys.stdout.isatty())
     definition = _read_definition(args.frontend)
     attrs = parse_opts(args.opt)
     if args.no_cache:
@@ -406,6 +403,10 @@ COMMANDS = {"build": _remote_build, "b": _remote_build, "du": _du, "prune": _pru
 
 async def _run(args: argparse.Namespace) -> int:
     command = COMMANDS[args.command]
+    if command is _remote_build:  # flag mistakes fail before a daemon is dialled or started
+        from pybuildkit.appliance.cli.checks import check_build_flags
+
+        check_build_flags(args, parse_outputs(args.output), stdout_is_tty=sys.stdout.isatty())
     if not args.daemonless:
         return await command(args, args.addr)
     if command is _remote_build and not _sessions_available():

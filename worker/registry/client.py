@@ -45,14 +45,14 @@ class _Retryable(Exception):
 
 def _is_certificate_error(exc: Exception) -> bool:
     cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, ssl.SSLCertVerificationError) or "certificate verify failed" in str(exc).lower()
+    return isinstance(exc, ssl.SSLCertVerificationError) or isinstance(cause, ssl.SSLCertVerificationError) or "certificate verify failed" in str(exc).lower()
 
 
 def _certificate_error(host: str, exc: Exception) -> RegistryError:
     """A certificate we cannot verify is never retried: it names the registry and the two
     pybuildkitd.toml keys that fix it."""
     key = "docker.io" if host == "registry-1.docker.io" else host
-    cause = exc.__cause__ or exc.__context__
+    cause = exc if isinstance(exc, ssl.SSLCertVerificationError) else (exc.__cause__ or exc.__context__)
     reason = getattr(cause, "verify_message", "") or str(exc)
     return RegistryError(
         f"failed to do request to {host}: tls: failed to verify certificate: {reason}", host=host,
@@ -144,7 +144,8 @@ class RegistryClient:
             try:
                 request = client.build_request(method, url, headers=headers, **kwargs)
                 response = await client.send(request, stream=stream)
-            except httpx.ConnectError as exc:
+            except (httpx.ConnectError, ssl.SSLError) as exc:
+                # httpx 0.23 lets some handshake failures through as bare ssl errors
                 if self._is_http_answer(exc) and endpoint.allow_http_fallback and url.startswith("https://"):
                     self._http_fallback.add(host)
                     url = "http://" + url[len("https://"):]
