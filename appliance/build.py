@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pybuildkit.appliance.epoch import epoch_from_attrs
 from pybuildkit.solver.definition import load_definition
-from pybuildkit.solver.errors import BuildError, EntitlementError
+from pybuildkit.solver.errors import BuildError, EntitlementError, SolveError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform, host_platform
 from pybuildkit.solver.progress import ProgressWriter, VertexEvent, WarningEvent, now_ns
@@ -98,7 +98,15 @@ class Builder:
                 for raw in getattr(definition, "def"):
                     definition.metadata[digest_of(raw)].ignore_cache = True
         graphs = [load_definition(d) for d in definitions]
-        solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
+        try:
+            solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
+        except SolveError as exc:
+            from pybuildkit.appliance.error_excerpt import with_excerpt
+
+            located = with_excerpt(exc, definitions)
+            if located is exc:
+                raise
+            raise located from exc
         results = [(p, s.result) for p, s in zip(platforms, solved)]
         response = await self._export(request, results, list(image_configs), job)
         return BuildResult(response, results)
@@ -112,11 +120,22 @@ class Builder:
         from pybuildkit.appliance.dockerfile_inputs import load_frontend_inputs
         from pybuildkit.frontend.dockerfile.builder import build as dockerfile_build
 
-        async def resolve(ref: str, platform: Platform) -> tuple[str, dict]:
-            return await self._resolve_image_config(ref, platform, job)
+        from pybuildkit.appliance.internal_steps import InternalStep
 
-        # in a thread: reading the Dockerfile may wait on the client's session
-        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, resolve)
+        filename = request.frontend_attrs.get("filename", "Dockerfile").rsplit("/", 1)[-1]
+        definition_step = InternalStep(job.progress, f"[internal] load build definition from {filename}")
+        try:
+            # in a thread: reading the Dockerfile may wait on the client's session
+            inputs = await asyncio.to_thread(load_frontend_inputs, request, job,
+                                             lambda ref, platform: self._resolve_with_step(job, ref, platform))
+        except BuildError as exc:
+            definition_step.done(exc.message)
+            raise
+        definition_step.transferred("dockerfile", len(inputs.dockerfile))
+        definition_step.done()
+        ignore_step = InternalStep(job.progress, "[internal] load .dockerignore")
+        ignore_step.transferred("context", len(inputs.dockerignore or b""))
+        ignore_step.done()
         result = await dockerfile_build(inputs)
         for warning in result.warnings:
             short = str(getattr(warning, "short", warning)).encode()
@@ -141,6 +160,24 @@ class Builder:
                     parts.append(f"{ent} was not requested (pass --allow {ent})")
             raise EntitlementError("; ".join(parts))
         return result.platforms, result.definitions, result.image_configs
+
+    async def _resolve_with_step(self, job: Job, ref: str, platform: Platform) -> tuple[str, dict]:
+        """Each image the frontend looks up is an `[internal] load metadata for REF` step."""
+        from pybuildkit.appliance.internal_steps import InternalStep
+        from pybuildkit.worker.registry.reference import parse_reference
+
+        try:
+            shown = str(parse_reference(ref))
+        except BuildError:
+            shown = ref
+        step = InternalStep(job.progress, f"[internal] load metadata for {shown}")
+        try:
+            found = await self._resolve_image_config(ref, platform, job)
+        except BuildError as exc:
+            step.done(exc.message)
+            raise
+        step.done()
+        return found
 
     async def _resolve_image_config(self, ref: str, platform: Platform, job: Job | None = None) -> tuple[str, dict]:
         if ref.startswith("oci-layout://"):  # a named context from the client's --oci-layout
@@ -171,13 +208,20 @@ class Builder:
             attrs = dict(output.attrs)
             if output.type in IMAGE_EXPORTERS:
                 attrs = {**self.image_defaults, **attrs}  # the host's defaults, the client's choice first
-            if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
-                attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
-                response.update(await self._export_to_session(session, index, output.type, attrs, results,
-                                                              image_configs, job, event.digest))
-            else:
-                response.update(await self._export_here(output.type, attrs, results, image_configs, job,
-                                                        event.digest))
+            try:
+                if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
+                    attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
+                    response.update(await self._export_to_session(session, index, output.type, attrs, results,
+                                                                  image_configs, job, event.digest))
+                else:
+                    response.update(await self._export_here(output.type, attrs, results, image_configs, job,
+                                                            event.digest))
+            except BaseException as exc:  # a failed push or write closes its step with ERROR
+                event.completed = now_ns()
+                event.error = ("context canceled" if isinstance(exc, asyncio.CancelledError)
+                               else getattr(exc, "message", None) or str(exc))
+                job.progress.vertex(event)
+                raise
             event.completed = now_ns()
             job.progress.vertex(event)
         return response
@@ -222,6 +266,15 @@ class Builder:
             finally:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
             return {}
+        if kind in ("oci", "docker") and _bool_attr(attrs, "tar", True) is False:
+            tmp = Path(tempfile.mkdtemp(prefix="export-", dir=self.worker.run_dir))
+            try:
+                layout_response = await export_image(self.worker, kind, attrs, results, image_configs, job,
+                                                     vertex=vertex, layout_dir=tmp / "out")
+                await session.send_directory(index, tmp / "out")
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+            return layout_response
         writer = session.open_file_send(index)
         if kind == "tar":
             await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
@@ -261,7 +314,12 @@ def validate_output(output: Output, *, require_dest: bool = True) -> None:
         if require_dest and output.type == "local" and not output.attrs.get("dest"):
             raise BuildError("--output type=local requires dest=<dir>")
         return
-    if output.type in IMAGE_EXPORTERS or output.type == "cacheonly":
+    if output.type in IMAGE_EXPORTERS:
+        from pybuildkit.worker.exporters.options import parse_image_options
+
+        parse_image_options(output.type, output.attrs)
+        return
+    if output.type == "cacheonly":
         return
     raise BuildError(f"--output: unknown exporter type {output.type!r}",
                      hint="use one of local, tar, image, oci, docker")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from pybuildkit.solver.errors import BuildError
-from pybuildkit.solver.progress import SolveStatus
+from pybuildkit.solver.progress import SolveStatus, StatusEvent
 
 MODES = ("auto", "tty", "plain", "rawjson", "quiet")
 
@@ -96,12 +96,23 @@ def status_to_json(status: SolveStatus) -> dict:
     return out
 
 
-def _human_size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.2f}{unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n}B"
+def human_size(n: float) -> str:
+    """go-units' HumanSize: four significant digits, decimal units (`114B`, `2.19MB`)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+
+#: the last output lines a failed step's excerpt shows
+ERROR_LOG_LINES = 10
+
+
+def is_canceled(error: str) -> bool:
+    return error.endswith("context canceled") or error.endswith("cancelled") or error.endswith("canceled")
 
 
 @dataclass
@@ -116,73 +127,113 @@ class _VertexState:
     printed_header: bool = False
     done_printed: bool = False
     partial: bytes = b""
+    statuses: dict[str, StatusEvent] = field(default_factory=dict)
+    first_seen: int = 0
+
+
+def error_excerpts(vertices: "dict[str, _VertexState]") -> str:
+    """BuildKit's closing excerpt of each failed (not cancelled) step: its name and last lines."""
+    out = []
+    for st in sorted(vertices.values(), key=lambda s: s.first_seen):
+        if not st.error or is_canceled(st.error):
+            continue
+        out.append("------")
+        out.append(f" > {st.name}:")
+        out.extend(st.log_lines[-ERROR_LOG_LINES:])
+        out.append("------")
+    return "".join(line + "\n" for line in out)
 
 
 class PlainPrinter:
-    """`#N name`, `#N 0.123 log line`, `#N DONE 0.1s` / `#N CACHED` / `#N ERROR: ...`."""
+    """`#N name`, `#N 0.123 log line`, `#N DONE 0.1s` / `#N CACHED` / `#N ERROR: ...` /
+    `#N CANCELED`. A step's number is given when it first shows up in the output, and its
+    header is printed again when another step's lines came in between, as buildctl does."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.vertices: dict[str, _VertexState] = {}
-        self._last: str | None = None
+        self._numbers = 0
+        self._current: _VertexState | None = None
 
     def _state(self, digest: str, name: str = "") -> _VertexState:
         st = self.vertices.get(digest)
         if st is None:
-            st = _VertexState(len(self.vertices) + 1, name)
+            st = _VertexState(0, name, first_seen=len(self.vertices))
             self.vertices[digest] = st
         elif name:
             st.name = name
         return st
 
-    def _header(self, st: _VertexState) -> None:
-        if self._last is not None and self._last != st.name and not st.printed_header:
-            pass
-        if not st.printed_header:
+    def _enter(self, st: _VertexState) -> None:
+        """Before writing a line of `st`: its number, and its header if another step spoke last."""
+        if st.number == 0:
+            self._numbers += 1
+            st.number = self._numbers
+        if self._current is not st:
+            if self._current is not None and not self._current.done_printed:
+                self.out.write("\n")
             self.out.write(f"#{st.number} {st.name}\n")
             st.printed_header = True
+            self._current = st
 
     def update(self, status: SolveStatus) -> None:
+        # starts first, completions last: a step's sub-steps and logs that arrive in the same
+        # message as its completion are printed above its DONE line
         for v in status.vertexes:
             st = self._state(v.digest, v.name)
-            st.started = v.started or st.started
+            st.started = v.started if v.started is not None else st.started
             if v.cached:
                 st.cached = True
-            if v.completed is not None and not st.done_printed:
-                self._header(st)
-                self._flush_partial(v.digest, st)
-                if v.error:
-                    st.error = v.error
-                    self.out.write(f"#{st.number} ERROR: {v.error}\n")
-                elif st.cached:
-                    self.out.write(f"#{st.number} CACHED\n")
-                else:
-                    seconds = ((v.completed - (st.started or v.completed)) / 1e9)
-                    self.out.write(f"#{st.number} DONE {seconds:.1f}s\n")
-                self.out.write("\n")
-                st.done_printed = True
+            if not st.done_printed and v.started is not None and not st.printed_header:
+                self._enter(st)
         for s in status.statuses:
             st = self._state(s.vertex)
+            st.statuses[s.id] = s
             if s.completed is not None:
-                self._header(st)
-                size = f" {_human_size(s.current)} / {_human_size(s.total)}" if s.total else ""
-                self.out.write(f"#{st.number} {s.name or s.id}{size} done\n")
+                self._enter(st)
+                self.out.write(f"#{st.number} {status_line(s)} done\n")
         for log in status.logs:
             st = self._state(log.vertex)
-            self._header(st)
             data = st.partial + log.data
             lines = data.split(b"\n")
             st.partial = lines.pop()
-            elapsed = ((log.timestamp or time.time_ns()) - (st.started or time.time_ns())) / 1e9
+            if not lines:
+                continue
+            self._enter(st)
+            elapsed = max(((log.timestamp or time.time_ns()) - (st.started or time.time_ns())) / 1e9, 0)
             for line in lines:
-                text = line.decode(errors="replace")
+                text = f"{elapsed:.3f} {line.decode(errors='replace')}"
                 st.log_lines.append(text)
-                self.out.write(f"#{st.number} {max(elapsed, 0):.3f} {text}\n")
+                self.out.write(f"#{st.number} {text}\n")
+        for v in status.vertexes:
+            if v.completed is not None:
+                self._complete(self._state(v.digest), v)
         for w in status.warnings:
             self.out.write(f"WARNING: {w.short.decode(errors='replace')}\n")
         self.out.flush()
 
-    def _flush_partial(self, digest: str, st: _VertexState) -> None:
+    def _complete(self, st: _VertexState, v) -> None:
+        if st.done_printed:
+            return
+        self._enter(st)
+        self._flush_partial(st)
+        st.completed = v.completed
+        if v.error:
+            st.error = v.error
+            if is_canceled(v.error):
+                self.out.write(f"#{st.number} CANCELED\n")
+            else:
+                self.out.write(f"#{st.number} ERROR: {v.error}\n")
+        elif st.cached:
+            self.out.write(f"#{st.number} CACHED\n")
+        else:
+            seconds = (v.completed - (v.completed if st.started is None else st.started)) / 1e9
+            self.out.write(f"#{st.number} DONE {seconds:.1f}s\n")
+        self.out.write("\n")
+        st.done_printed = True
+        self._current = None
+
+    def _flush_partial(self, st: _VertexState) -> None:
         if st.partial:
             text = st.partial.decode(errors="replace")
             st.log_lines.append(text)
@@ -190,7 +241,23 @@ class PlainPrinter:
             st.partial = b""
 
     def finish(self) -> None:
+        self.out.write(error_excerpts(self.vertices))
         self.out.flush()
+
+
+def status_line(s: StatusEvent, *, with_time: bool = True) -> str:
+    """`sha256:abc 1.04MB / 40.1MB 0.3s` or `transferring context: 528B` (no total known)."""
+    text = s.name or s.id
+    if s.total:
+        text += f" {human_size(s.current)} / {human_size(s.total)}"
+    elif s.current or text.endswith(":"):  # `transferring context: 0B` still says how much
+        text += f" {human_size(s.current)}"
+    if with_time and s.started is not None:
+        end = s.completed if s.completed is not None else time.time_ns()
+        seconds = (end - s.started) / 1e9
+        if seconds >= 0.05:
+            text += f" {seconds:.1f}s"
+    return text
 
 
 class RawJSONPrinter:
@@ -213,55 +280,34 @@ class QuietPrinter:
         return
 
 
-class TTYPrinter(PlainPrinter):
-    """A compact live view: one line per vertex, redrawn as steps start and finish."""
-
-    def __init__(self, out: TextIO) -> None:
-        super().__init__(out)
-        self._start = time.monotonic()
-        self._drawn = 0
-
-    def update(self, status: SolveStatus) -> None:
-        for v in status.vertexes:
-            st = self._state(v.digest, v.name)
-            st.started = v.started or st.started
-            st.cached = st.cached or v.cached
-            if v.completed is not None:
-                st.completed = v.completed
-                st.error = v.error or st.error
-        for log in status.logs:
-            st = self._state(log.vertex)
-            st.log_lines.extend(log.data.decode(errors="replace").splitlines())
-            st.log_lines = st.log_lines[-6:]
-        self._draw()
-
-    def _draw(self) -> None:
-        lines = [f"[+] Building {time.monotonic() - self._start:.1f}s "
-                 f"({sum(1 for s in self.vertices.values() if s.completed)}/{len(self.vertices)})"]
-        for st in self.vertices.values():
-            if st.completed:
-                tail = "CACHED" if st.cached else ("ERROR" if st.error else
-                                                  f"{(st.completed - (st.started or st.completed)) / 1e9:.1f}s")
-                lines.append(f" => {st.name:<60.60} {tail}")
-            elif st.started:
-                lines.append(f" => {st.name:<60.60} {(time.time_ns() - st.started) / 1e9:.1f}s")
-                lines.extend(f" => > {line[:100]}" for line in st.log_lines[-6:])
-        if self._drawn:
-            self.out.write(f"\x1b[{self._drawn}A\x1b[J")
-        self.out.write("\n".join(lines) + "\n")
-        self._drawn = len(lines)
-        self.out.flush()
-
-
 def make_printer(mode: str, out: TextIO = sys.stderr):
+    from pybuildkit.appliance.progresstty import TTYPrinter
+
     resolved = resolve_mode(mode, out)
-    return {"plain": PlainPrinter, "tty": TTYPrinter, "rawjson": RawJSONPrinter}.get(
-        resolved, lambda _o: QuietPrinter())(out)
+    printers: dict = {"plain": PlainPrinter, "tty": TTYPrinter, "rawjson": RawJSONPrinter}
+    return printers.get(resolved, lambda _o: QuietPrinter())(out)
+
+
+#: how often a live display redraws when no event arrives (BuildKit's tty refresh)
+TICK_SECONDS = 0.1
 
 
 async def display(queue: "asyncio.Queue[SolveStatus | None]", printer) -> None:
+    """Feed the printer; a printer with `tick()` is also called every 100 ms without events, so
+    the clock and the running steps' timers move while a step is silent."""
+    tick = getattr(printer, "tick", None)
+    getter: asyncio.Future | None = None
     while True:
-        status = await queue.get()
+        if tick is None:
+            status = await queue.get()
+        else:
+            # one pending get survives the timeouts, so no event is lost to a cancelled get
+            getter = getter or asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=TICK_SECONDS)
+            if not done:
+                tick()
+                continue
+            status, getter = getter.result(), None
         if status is None:
             break
         printer.update(status)

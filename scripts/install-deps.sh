@@ -10,7 +10,7 @@ PACKAGES=(
   qemu-user-static binfmt-support
   docker-registry skopeo umoci apache2-utils openssl
   systemd-container debootstrap busybox-static iproute2 git tar xz-utils
-  protobuf-compiler isal
+  protobuf-compiler isal tmux
   python3 python3-venv python3-pip
   python3-grpcio python3-protobuf python3-zstandard python3-pyroute2
   python3-httpx python3-h2 python3-dbus-next python3-sdnotify

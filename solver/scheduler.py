@@ -186,11 +186,11 @@ class Solver:
             raise
         except BuildError as exc:
             event.completed = now_ns()
-            event.error = str(exc)
+            event.error = exc.message  # the hint travels separately and is printed once
             job.progress.vertex(event)
             if isinstance(exc, SolveError):
                 raise
-            raise SolveError(str(exc), vertex=vertex.digest, hint=exc.hint) from exc
+            raise SolveError(exc.message, vertex=vertex.digest, hint=exc.hint) from exc
         except Exception as exc:  # an op bug must still fail only this build, with a message
             event.completed = now_ns()
             event.error = f"{type(exc).__name__}: {exc}"

@@ -26,8 +26,9 @@ class LocalSyncRequest:
 
 
 class LocalDirs(Protocol):
-    def sync(self, request: LocalSyncRequest, dest: Path) -> None:
-        """Make `dest` mirror the client's directory `request.name`, incrementally."""
+    def sync(self, request: LocalSyncRequest, dest: Path) -> Any:
+        """Make `dest` mirror the client's directory `request.name`, incrementally. May return
+        stats with the bytes transferred (`bytes_copied` or `bytes`) for the progress display."""
 
 
 class SecretProvider(Protocol):

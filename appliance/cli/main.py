@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import os
 import signal
 import sys
@@ -199,9 +198,11 @@ def _read_definition(frontend: str):
     return definition
 
 
-def _write_metadata(args: argparse.Namespace, response: dict[str, str]) -> None:
+def _write_metadata(args: argparse.Namespace, response: dict[str, str], ref: str = "") -> None:
+    from pybuildkit.appliance.metadata_file import write_metadata_file
+
     if args.metadata_file:
-        args.metadata_file.write_text(json.dumps(response, indent=2) + "\n")
+        write_metadata_file(args.metadata_file, response, build_ref=ref)
 
 
 def _channel(args: argparse.Namespace, address: str):
@@ -233,11 +234,7 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.progress import ProgressWriter
 
-    from pybuildkit.appliance.build import validate_output
-
     outputs = parse_outputs(args.output)
-    for output in outputs:
-        validate_output(output)
     definition = _read_definition(args.frontend)
     attrs = with_env_epoch(parse_opts(args.opt), os.environ)
     if args.no_cache:
@@ -271,7 +268,7 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
         await client.channel.close()
     if CHECK_RESULT_TEXT in response:  # --opt method=check: the report is the result
         return _print_check(response)
-    _write_metadata(args, response)
+    _write_metadata(args, response, opts.ref)
     return 0
 
 
@@ -298,12 +295,15 @@ def _client_session(args: argparse.Namespace, outputs):
     from pybuildkit.appliance.session.client import ClientSession, OutputTarget
     from pybuildkit.worker.registry.auth import DockerConfigCredentials
 
+    from pybuildkit.appliance.cli.checks import output_place
+
     targets = []
     for output in outputs:
-        if output.type == "local":
-            targets.append(OutputTarget("dir", str(Path(output.attrs["dest"]).resolve())))
-        elif output.type in CLIENT_SIDE:
-            dest = output.attrs.get("dest", "-")
+        place = output_place(output.type, output.attrs)
+        if place.kind == "dir":
+            targets.append(OutputTarget("dir", str(Path(place.dest).resolve())))
+        elif place.kind == "file":
+            dest = place.dest or "-"
             targets.append(OutputTarget("file", dest if dest == "-" else str(Path(dest).resolve())))
         else:
             targets.append(None)
@@ -383,6 +383,10 @@ COMMANDS = {"build": _remote_build, "b": _remote_build, "du": _du, "prune": _pru
 
 async def _run(args: argparse.Namespace) -> int:
     command = COMMANDS[args.command]
+    if command is _remote_build:  # flag mistakes fail before a daemon is dialled or started
+        from pybuildkit.appliance.cli.checks import check_build_flags
+
+        check_build_flags(args, parse_outputs(args.output), stdout_is_tty=sys.stdout.isatty())
     if not args.daemonless:
         return await command(args, args.addr)
     from pybuildkit.appliance.client.ephemeral import ephemeral_daemon
@@ -395,13 +399,11 @@ def _print_error(exc: BuildError) -> None:
     excerpt = getattr(exc, "excerpt", None)
     if callable(excerpt) and excerpt():
         print(excerpt(), file=sys.stderr)
-    tail = getattr(exc, "output_tail", None) or getattr(getattr(exc, "__cause__", None), "output_tail", None)
-    if tail:
-        print("------", file=sys.stderr)
-        for line in tail:
-            print(f" > {line}", file=sys.stderr)
-        print("------", file=sys.stderr)
-    print(f"error: failed to solve: {exc.message}", file=sys.stderr)
+    # a failed step's last output lines were shown by the progress display (` > [2/2] RUN ...:`)
+    if type(exc).__name__ == "UsageError":  # a flag mistake: nothing was solved
+        print(f"error: {exc.message}", file=sys.stderr)
+    else:
+        print(f"error: failed to solve: {exc.message}", file=sys.stderr)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr)
 

@@ -77,7 +77,7 @@ class Session:
             raise RuntimeError("a session call was made from the event loop thread; run it in a thread")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def diffcopy(self, request: LocalSyncRequest, dest: Path) -> None:
+    async def diffcopy(self, request: LocalSyncRequest, dest: Path):
         self._require(svc.FILESYNC_DIFFCOPY, "local files")
         metadata = [(svc.KEY_DIR_NAME, request.name)]
         metadata += [(svc.KEY_INCLUDE, p) for p in request.include_patterns]
@@ -91,10 +91,11 @@ class Session:
             return None if msg is grpc.aio.EOF else msg
 
         try:
-            await receive_tree(dest, call.write, recv)
+            stats = await receive_tree(dest, call.write, recv)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(call.read(), 10)  # the sender's FIN
             await call.done_writing()
+            return stats
         except grpc.aio.AioRpcError as exc:
             raise SessionError(f"transferring local directory {request.name!r} from the client failed: "
                                f"{exc.details() or exc.code().name}") from None
@@ -240,8 +241,8 @@ class SessionLocals:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def sync(self, request: LocalSyncRequest, dest: Path) -> None:
-        self.session._blocking(self.session.diffcopy(request, dest))
+    def sync(self, request: LocalSyncRequest, dest: Path):
+        return self.session._blocking(self.session.diffcopy(request, dest))
 
 
 class SessionOCIStores:

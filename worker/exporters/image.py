@@ -6,6 +6,7 @@ import base64
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.faults import MID_EXPORT, crashpoint
@@ -21,10 +22,11 @@ from pybuildkit.worker.snapshot.store import Snapshot
 async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        results: Sequence[tuple[Platform, Snapshot | None]],
                        image_configs: Sequence[dict | None], job, *, vertex: str = "", sink=None,
-                       build_args_epoch: str | None = None) -> dict[str, str]:
+                       build_args_epoch: str | None = None, layout_dir: Path | None = None) -> dict[str, str]:
     """`sink`: a file object that receives the oci/docker tarball instead of `dest` (the
-    daemon's writer into the client's session). `build_args_epoch`: the build's
-    `build-arg:SOURCE_DATE_EPOCH`, used unless the output sets `source-date-epoch`."""
+    daemon's writer into the client's session); `layout_dir`: where a `tar=false` layout goes
+    instead of `dest` (a directory the daemon then sends to the client). `build_args_epoch`: the
+    build's `build-arg:SOURCE_DATE_EPOCH`, used unless the output sets `source-date-epoch`."""
     options = parse_image_options(kind, attrs, build_args_epoch=build_args_epoch)
     if kind == "docker" and len(results) > 1:
         raise BuildError("docker exporter does not currently support exporting manifest lists",
@@ -36,11 +38,20 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
     if options.name_canonical:
         names += [n.rsplit(":", 1)[0] + "@" + root.digest if ":" in n.rsplit("/", 1)[-1] else n + "@" + root.digest
                   for n in options.names]
-    if names:
-        response["image.name"] = ",".join(names)
+    if names:  # normalized, as BuildKit reports them (docker.io/library/app:latest)
+        from pybuildkit.worker.registry.reference import parse_reference
+
+        response["image.name"] = ",".join(str(parse_reference(n)) for n in names)
     elif options.dangling_name_prefix:
         response["image.name"] = f"{options.dangling_name_prefix}@{root.digest}"
-    if kind in ("oci", "docker"):
+    if kind in ("oci", "docker") and not options.tar:
+        from pybuildkit.worker.exporters.ocitar import write_oci_layout
+
+        target = layout_dir or (Path(options.dest) if options.dest else None)
+        if target is None:
+            raise BuildError(f"--output type={kind},tar=false requires dest=<dir>")
+        await asyncio.to_thread(write_oci_layout, target, worker.content, root, options.names)
+    elif kind in ("oci", "docker"):
         await asyncio.to_thread(_write_tarball, worker, options, root, sink)
     if options.push:
         await _push(worker, options, root, job, vertex)
@@ -120,6 +131,13 @@ async def _push(worker, options: ImageOptions, root: Descriptor, job, vertex: st
     status = StatusEvent(id="pushing", vertex=vertex, name=f"pushing {', '.join(options.names)}",
                          started=started, timestamp=started)
     job.progress.status(status)
-    await worker.registry.push(targets, root)
-    status.completed = now_ns()
-    job.progress.status(status)
+    hosts = None
+    if options.insecure:  # registry.insecure=true: plain HTTP or an unverified certificate
+        hosts = worker.registry.hosts
+        for ref in targets:
+            hosts = hosts.with_insecure(ref.domain)
+    try:
+        await worker.registry.push(targets, root, hosts=hosts)
+    finally:
+        status.completed = now_ns()
+        job.progress.status(status)

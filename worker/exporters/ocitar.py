@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import tarfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import BinaryIO
 
 from pybuildkit.worker.content.store import ContentStore, Descriptor
@@ -56,7 +59,7 @@ def _add_blobs(tar: tarfile.TarFile, store: ContentStore, blobs: Iterable[Descri
             tar.addfile(info, handle)
 
 
-def write_oci_tar(out: BinaryIO, store: ContentStore, root: Descriptor, names: Sequence[str]) -> None:
+def _oci_index(root: Descriptor, names: Sequence[str]) -> bytes:
     index_entry = root.to_json()
     annotations = {}
     if names:
@@ -67,10 +70,34 @@ def write_oci_tar(out: BinaryIO, store: ContentStore, root: Descriptor, names: S
         index_entry["annotations"] = {**index_entry.get("annotations", {}), **annotations}
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
              "manifests": [index_entry]}
+    return json.dumps(index, separators=(",", ":")).encode()
+
+
+def write_oci_tar(out: BinaryIO, store: ContentStore, root: Descriptor, names: Sequence[str]) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "oci-layout", OCI_LAYOUT)
-        _add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())
+        _add_bytes(tar, "index.json", _oci_index(root, names))
         _add_blobs(tar, store, reachable(store, root))
+
+
+def write_oci_layout(dest: Path, store: ContentStore, root: Descriptor, names: Sequence[str]) -> None:
+    """`tar=false`: the same entries as the tarball, as an OCI image layout directory. Blobs
+    already there are kept (a layout may collect several images); index.json is replaced."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for desc in reachable(store, root):
+        algo, hexdigest = desc.digest.split(":", 1)
+        target = dest / "blobs" / algo / hexdigest
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(hexdigest + ".tmp")
+        with store.open(desc.digest) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, target)
+    for name, data in (("oci-layout", OCI_LAYOUT), ("index.json", _oci_index(root, names))):
+        tmp = dest / (name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest / name)
 
 
 def write_docker_tar(out: BinaryIO, store: ContentStore, manifest_desc: Descriptor, names: Sequence[str]) -> None:

@@ -13,8 +13,8 @@ _COMMON = {"name", "push", "push-by-digest", "registry.insecure", "unpack", "dan
            "danging-name-empty-only", "name-canonical", "store", "oci-mediatypes", "oci-artifact",
            "compression", "compression-level", "force-compression", "rewrite-timestamp",
            "source-date-epoch", "buildinfo", "buildinfo-attrs", "attestation-inline",
-           "prefer-nondist-layers", "tar"}
-_ALLOWED = {"image": _COMMON, "oci": _COMMON | {"dest"}, "docker": _COMMON | {"dest", "context"}}
+           "prefer-nondist-layers"}
+_ALLOWED = {"image": _COMMON, "oci": _COMMON | {"dest", "tar"}, "docker": _COMMON | {"dest", "context", "tar"}}
 _ANNOTATION = re.compile(r"^annotation(?:-(manifest|manifest-descriptor|index|index-descriptor))?"
                          r"(?:\[([^\]]+)\])?\.(.+)$")
 _LEVELS = {Compression.GZIP: (0, 9), Compression.ESTARGZ: (0, 9), Compression.ZSTD: (0, 22),
@@ -49,6 +49,8 @@ class ImageOptions:
     rewrite_timestamp: bool = False
     source_date_epoch: int | None = None
     dest: str | None = None
+    #: oci/docker: False writes an OCI layout directory instead of a tarball
+    tar: bool = True
     annotations: tuple[Annotation, ...] = field(default=())
 
 
@@ -74,7 +76,8 @@ def parse_image_options(kind: str, attrs: Mapping[str, str], *, build_args_epoch
             continue
         if key not in _ALLOWED[kind]:
             raise ExporterOptionError(f"--output type={kind}: unknown option {key!r}",
-                                      hint="see the image exporter options: name, push, compression, ...")
+                                      hint="valid options: " + ", ".join(sorted(_ALLOWED[kind]))
+                                      + ", annotation.KEY")
     names = tuple(n.strip() for n in attrs.get("name", "").split(",") if n.strip())
     try:
         compression = Compression(attrs.get("compression", "gzip") or "gzip")
@@ -114,4 +117,4 @@ def parse_image_options(kind: str, attrs: Mapping[str, str], *, build_args_epoch
         compression=compression, compression_level=level,
         force_compression=_bool(attrs, "force-compression", kind),
         rewrite_timestamp=_bool(attrs, "rewrite-timestamp", kind), source_date_epoch=epoch,
-        dest=attrs.get("dest"), annotations=tuple(annotations))
+        dest=attrs.get("dest"), tar=_bool(attrs, "tar", kind, default=True), annotations=tuple(annotations))

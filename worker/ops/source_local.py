@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
+from pybuildkit.solver.progress import StatusEvent, now_ns
 from pybuildkit.solver.scheduler import CacheMap, OpContext
 from pybuildkit.worker.providers import LocalSyncRequest
 from pybuildkit.worker.snapshot.store import Snapshot
@@ -46,7 +48,14 @@ class LocalSource:
             raise BuildError(f"local source {self.name!r} needs a client session with local directories")
         mirror = self.worker.local_mirror(self.shared_key, self.request)
         async with self.worker.local_lock(mirror):
-            await asyncio.to_thread(providers.locals.sync, self.request, mirror)
+            started = now_ns()
+            status = StatusEvent(id=f"transferring {self.name}", vertex=ctx.vertex.digest,
+                                 name=f"transferring {self.name}:", started=started, timestamp=started)
+            ctx.job.progress.status(replace(status))  # a copy: queued events must not change later
+            stats = await asyncio.to_thread(providers.locals.sync, self.request, mirror)
+            status.current = int(getattr(stats, "bytes_copied", None) or getattr(stats, "bytes", None) or 0)
+            status.completed = status.timestamp = now_ns()
+            ctx.job.progress.status(status)
             self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
             await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
         digest = "sha256:" + hashlib.sha256(

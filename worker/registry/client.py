@@ -43,6 +43,33 @@ class _Retryable(Exception):
     pass
 
 
+def _is_certificate_error(exc: Exception) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, ssl.SSLCertVerificationError) or isinstance(cause, ssl.SSLCertVerificationError) or "certificate verify failed" in str(exc).lower()
+
+
+def _certificate_error(host: str, exc: Exception) -> RegistryError:
+    """A certificate we cannot verify is never retried: it names the registry and the two
+    pybuildkitd.toml keys that fix it."""
+    key = "docker.io" if host == "registry-1.docker.io" else host
+    cause = exc if isinstance(exc, ssl.SSLCertVerificationError) else (exc.__cause__ or exc.__context__)
+    reason = getattr(cause, "verify_message", "") or str(exc)
+    return RegistryError(
+        f"failed to do request to {host}: tls: failed to verify certificate: {reason}", host=host,
+        hint=f'trust its CA with [registry."{key}"] ca = ["/path/to/ca.pem"] in pybuildkitd.toml, or set '
+             f'insecure = true there (registry.insecure=true on an image output skips it for one push)')
+
+
+def _with_mirror_errors(final: RegistryError, mirrors: list[RegistryError]) -> RegistryError:
+    """The upstream's error alone would hide why the configured mirror did not serve the pull."""
+    if not mirrors:
+        return final
+    told = "; ".join(f"mirror {m.host}: {m.message}" for m in mirrors)
+    hints = [h for h in (final.hint, *(m.hint for m in mirrors)) if h]
+    return RegistryError(f"{final.message} (after {told})", host=final.host,
+                         hint=hints[0] if hints else None, status=final.status)
+
+
 @dataclass
 class ResolvedImage:
     ref: Reference
@@ -117,19 +144,17 @@ class RegistryClient:
             try:
                 request = client.build_request(method, url, headers=headers, **kwargs)
                 response = await client.send(request, stream=stream)
-            except httpx.ConnectError as exc:
+            except (httpx.ConnectError, ssl.SSLError) as exc:
+                # httpx 0.23 lets some handshake failures through as bare ssl errors
                 if self._is_http_answer(exc) and endpoint.allow_http_fallback and url.startswith("https://"):
                     self._http_fallback.add(host)
                     url = "http://" + url[len("https://"):]
                     continue
+                if _is_certificate_error(exc):
+                    raise _certificate_error(host, exc) from None
                 raise _Retryable(f"cannot connect to {host}: {exc}") from exc
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
                 raise _Retryable(f"connection to {host} failed: {type(exc).__name__}: {exc}") from exc
-            except ssl.SSLError as exc:
-                raise RegistryError(
-                    f"TLS connection to {host} failed: {exc.reason or exc}", host=host,
-                    hint=f'trust its CA with [registry."{host}"] ca = ["/path/ca.pem"], or set insecure = true '
-                         f"(http = true for a plain-HTTP registry) in pybuildkitd.toml") from exc
             if response.status_code != 401 or attempt == 1:
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
@@ -214,6 +239,7 @@ class RegistryClient:
 
     async def _get_manifest(self, endpoints: list[Endpoint], ref: Reference, obj: str) -> tuple[Endpoint, bytes, str]:
         last: RegistryError | None = None
+        mirror_errors: list[RegistryError] = []  # a mirror lacking the image is normal; other failures are news
         for endpoint in endpoints:
             url = f"{endpoint.base_url}/v2/{ref.path}/manifests/{obj}"
 
@@ -228,21 +254,24 @@ class RegistryClient:
                 response = await self._retrying(f"fetching manifest {ref}", endpoint.host, once)
             except RegistryError as exc:
                 last = exc
-                continue
-            if response.status_code == 200:
-                media = response.headers.get("Content-Type", "").split(";")[0]
-                return endpoint, response.content, media
-            if response.status_code in (401, 403):
-                last = self._auth_error(endpoint, response)
-            elif response.status_code == 404:
-                last = RegistryError(f"{ref}: not found", host=endpoint.host, status=404)
             else:
-                last = RegistryError(f"unexpected status {response.status_code} fetching {ref} from {endpoint.host}",
-                                     host=endpoint.host, status=response.status_code)
-            if not endpoint.is_mirror:
-                break
+                if response.status_code == 200:
+                    media = response.headers.get("Content-Type", "").split(";")[0]
+                    return endpoint, response.content, media
+                if response.status_code in (401, 403):
+                    last = self._auth_error(endpoint, response)
+                elif response.status_code == 404:
+                    last = RegistryError(f"{ref}: not found", host=endpoint.host, status=404)
+                else:
+                    last = RegistryError(f"unexpected status {response.status_code} fetching {ref} from "
+                                         f"{endpoint.host}", host=endpoint.host, status=response.status_code)
+            if endpoint.is_mirror:
+                if last.status != 404:
+                    mirror_errors.append(last)
+                continue
+            break
         assert last is not None
-        raise last
+        raise _with_mirror_errors(last, [m for m in mirror_errors if m is not last])
 
     async def resolve(self, ref: Reference, platform: Platform | None) -> ResolvedImage:
         endpoints = self.hosts.endpoints(ref.domain)
@@ -281,7 +310,8 @@ class RegistryClient:
         async with lock:
             if self.store.has(desc.digest):
                 return
-            last: Exception | None = None
+            last: RegistryError | None = None
+            mirror_errors: list[RegistryError] = []
             for endpoint in self.hosts.endpoints(ref.domain):
                 try:
                     await self._retrying(f"fetching {desc.digest}", endpoint.host,
@@ -289,7 +319,11 @@ class RegistryClient:
                     return
                 except RegistryError as exc:
                     last = exc
-            raise last or RegistryError(f"cannot fetch {desc.digest}", host=ref.domain)
+                    if endpoint.is_mirror and exc.status != 404:
+                        mirror_errors.append(exc)
+            if last is None:
+                raise RegistryError(f"cannot fetch {desc.digest}", host=ref.domain)
+            raise _with_mirror_errors(last, [m for m in mirror_errors if m is not last])
 
     async def _fetch_once(self, endpoint: Endpoint, ref: Reference, desc: Descriptor, progress) -> None:
         url = f"{endpoint.base_url}/v2/{ref.path}/blobs/{desc.digest}"

@@ -53,7 +53,7 @@ class RegistryHosts:
             verify = cfg.ca[0]
         cert = cfg.keypairs[0][::-1] if cfg.keypairs else None
         return Endpoint(actual, "http" if cfg.http else "https", verify, is_mirror,
-                        allow_http_fallback=not cfg.http and is_local(host), cert=cert)
+                        allow_http_fallback=not cfg.http and (is_local(host) or cfg.insecure), cert=cert)
 
     def endpoints(self, domain: str, *, for_push: bool = False) -> list[Endpoint]:
         cfg = self.config.get(domain, RegistryHostConfig())
@@ -64,5 +64,6 @@ class RegistryHosts:
     def with_insecure(self, domain: str) -> "RegistryHosts":
         cfg = self.config.get(domain, RegistryHostConfig())
         updated = dict(self.config)
-        updated[domain] = RegistryHostConfig(cfg.mirrors, cfg.http or is_local(domain), True, cfg.ca, cfg.keypairs)
+        # https first with the certificate unchecked, then plain HTTP (BuildKit's registry.insecure)
+        updated[domain] = RegistryHostConfig(cfg.mirrors, cfg.http, True, cfg.ca, cfg.keypairs)
         return RegistryHosts(updated)

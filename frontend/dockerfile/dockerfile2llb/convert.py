@@ -366,7 +366,9 @@ class Converter:
                     digest_ref, config = await self.resolver(canonical, platform)
                 except Exception as exc:
                     message = getattr(exc, "message", str(exc))
-                    raise self.error(f"{canonical}: failed to resolve source metadata: {message}", ins) from None
+                    located = self.error(f"{canonical}: failed to resolve source metadata: {message}", ins)
+                    located.hint = getattr(exc, "hint", None)  # what to fix (credentials, CA) stays with it
+                    raise located from None
                 name_part = canonical.split("@")[0]
                 pinned = name_part + "@" + digest_ref.split("@", 1)[1] if "@" in digest_ref else canonical
                 self._check_base_platform(ref, platform, config, ins)
