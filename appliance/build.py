@@ -39,6 +39,8 @@ class BuildRequest:
     outputs: Sequence[Output] = ()
     entitlements: Sequence[str] = ()
     no_cache: bool = False
+    cache_exports: Sequence[tuple[str, Mapping[str, str]]] = ()  # (type, attrs), as --export-cache
+    cache_imports: Sequence[tuple[str, Mapping[str, str]]] = ()
 
 
 @dataclass
@@ -56,9 +58,15 @@ class Builder:
 
     async def build(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                     *, session_id: str = "") -> BuildResult:
+        from pybuildkit.worker import remotecache
+
         for output in request.outputs:
             validate_output(output)
+        cache_exports = [remotecache.parse_export(kind, attrs) for kind, attrs in request.cache_exports]
+        cache_imports = [remotecache.parse_import(kind, attrs) for kind, attrs in request.cache_imports]
         job = Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
+        if cache_imports:
+            job.cache_sources = await remotecache.open_imports(self.worker, cache_imports, job)
         if request.frontend:
             platforms, definitions, image_configs = await self._frontend(request, job)
         else:
@@ -73,8 +81,22 @@ class Builder:
         graphs = [load_definition(d) for d in definitions]
         solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
         results = [(p, s.result) for p, s in zip(platforms, solved)]
-        response = await self._export(request, results, image_configs, job)
+        inline = None
+        if any(spec.type == "inline" for spec in cache_exports):
+            inline = self._inline_cache(list(solved))
+        response = await self._export(request, results, image_configs, job, inline)
+        response.update(await remotecache.export_caches(self.worker, cache_exports, solved, graphs, job))
         return BuildResult(response, results)
+
+    def _inline_cache(self, solved):
+        from pybuildkit.worker.remotecache.inline import records_for_image
+
+        def value(position: int, blobs, options) -> str | None:
+            return records_for_image(self.worker, solved[position], blobs, compression=options.compression,
+                                     level=options.compression_level, force=options.force_compression,
+                                     epoch=options.source_date_epoch if options.rewrite_timestamp else None)
+
+        return value
 
     async def _frontend(self, request: BuildRequest, job: Job):
         if request.frontend not in ("dockerfile.v0",):
@@ -106,7 +128,8 @@ class Builder:
         digest_ref = f"{resolved.ref.repository}@{resolved.root_digest}"
         return digest_ref, resolved.config
 
-    async def _export(self, request: BuildRequest, results, image_configs, job: Job) -> dict[str, str]:
+    async def _export(self, request: BuildRequest, results, image_configs, job: Job,
+                      inline_cache=None) -> dict[str, str]:
         from pybuildkit.worker.exporters.local import export_local, export_tar
 
         response: dict[str, str] = {}
@@ -129,10 +152,12 @@ class Builder:
                         await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle,
                                                 platform_split=split)
             else:
-                from pybuildkit.worker.exporters.image import export_image  # the image exporters issue
+                from pybuildkit.worker.exporters.image import (
+                    export_image,  # the image exporters issue
+                )
 
                 response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job,
-                                                   vertex=event.digest))
+                                                   vertex=event.digest, inline_cache=inline_cache))
             event.completed = now_ns()
             job.progress.vertex(event)
         return response

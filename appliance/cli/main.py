@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _daemonless_build(args: argparse.Namespace) -> int:
     from pybuildkit.appliance.build import BuildRequest, make_builder
+    from pybuildkit.appliance.cache_options import parse_cache_options
     from pybuildkit.appliance.config import load_config
     from pybuildkit.appliance.progressui import display, make_printer
     from pybuildkit.solver.pb import ops_pb2 as pb
@@ -159,7 +160,9 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
     request = BuildRequest(
         definition=definition, frontend=args.frontend, frontend_attrs=parse_opts(args.opt),
         local_dirs=local_dirs, outputs=parse_outputs(args.output), entitlements=args.allow,
-        no_cache=args.no_cache)
+        no_cache=args.no_cache,
+        cache_exports=parse_cache_options(args.export_cache, "--export-cache"),
+        cache_imports=parse_cache_options(args.import_cache, "--import-cache"))
     providers = Providers(DirectoryLocals(local_dirs), parse_secrets(args.secret), parse_ssh(args.ssh),
                           DockerConfigCredentials())
     printer = make_printer(args.progress, sys.stderr)
