@@ -224,20 +224,7 @@ class Solver:
         job.progress.vertex(event)
         try:
             cache_map = await impl.cache_map(ctx, inputs)
-            input_keys = []
-            linked: list[InputKey] = []
-            for position, ((child, index), child_outcome) in enumerate(zip(vertex.inputs, input_outcomes)):
-                dep = cache_map.deps[position] if position < len(cache_map.deps) else Dep()
-                source = output_key(child_outcome.base_key, index)
-                if dep.content:
-                    inputs[position] = await materialize(inputs[position])
-                    key = await self.worker.content_checksum(inputs[position], dep)
-                else:
-                    key = source
-                input_keys.append([key, list(dep.selectors)])
-                linked.append(InputKey(key, selector_digest(dep.selectors), dep.content, source))
-            base_key = _digest("vertex", cache_map.digest, input_keys)
-            all_parts = [KeyParts(cache_map.digest, i, tuple(linked)) for i in range(output_count(vertex))]
+            base_key, all_parts = await self._keys(vertex, cache_map, inputs, input_outcomes, job)
             shared = self._inflight.get(base_key)
             if shared is None:
                 shared = _Shared(asyncio.ensure_future(
@@ -280,6 +267,34 @@ class Solver:
         for parts, produced in zip(all_parts, result.results):
             outcome.keys[output_key(base_key, parts.index)] = SolvedKey(parts, vertex.digest, produced)
         return result
+
+    async def _keys(self, vertex: Vertex, cache_map: CacheMap, inputs: list[Result | None],
+                    input_outcomes: Sequence[_Outcome], job: Job) -> tuple[str, list[KeyParts]]:
+        """The vertex's key. Content dependencies are checksummed, except that an input still
+        lazy (imported, not fetched) is first tried by its producer's key, as BuildKit tries
+        fast keys before slow ones: a hit then needs none of that input's layers."""
+        deps = [cache_map.deps[p] if p < len(cache_map.deps) else Dep() for p in range(len(vertex.inputs))]
+        sources = [output_key(o.base_key, index) for (_, index), o in zip(vertex.inputs, input_outcomes)]
+        count = output_count(vertex)
+        lazy = [dep.content and isinstance(inputs[p], LazyResult) for p, dep in enumerate(deps)]
+        if job.cache_sources and not vertex.ignore_cache and any(lazy):
+            fast = [InputKey(src, selector_digest(dep.selectors), False, src) for dep, src in zip(deps, sources)]
+            fast_key = _digest("vertex-by-producer", cache_map.digest, [[k.key, k.selector] for k in fast])
+            fast_parts = [KeyParts(cache_map.digest, i, tuple(fast)) for i in range(count)]
+            if self._lookup_imported(fast_key, vertex, fast_parts, job.cache_sources) is not None:
+                return fast_key, fast_parts
+        input_keys = []
+        linked: list[InputKey] = []
+        for position, (dep, source) in enumerate(zip(deps, sources)):
+            if dep.content:
+                inputs[position] = await materialize(inputs[position])
+                key = await self.worker.content_checksum(inputs[position], dep)
+            else:
+                key = source
+            input_keys.append([key, list(dep.selectors)])
+            linked.append(InputKey(key, selector_digest(dep.selectors), dep.content, source))
+        base_key = _digest("vertex", cache_map.digest, input_keys)
+        return base_key, [KeyParts(cache_map.digest, i, tuple(linked)) for i in range(count)]
 
     async def _compute(self, vertex: Vertex, impl: OpImpl, ctx: OpContext,
                        inputs: list[Result | None], base_key: str, parts: list[KeyParts]) -> _Outcome:

@@ -178,17 +178,18 @@ def build_config(keys: Mapping[str, SolvedKey], result_key: str,
         solved = keys[key]
         inputs: list[list[CacheInput]] = []
         for dep in solved.parts.inputs:
-            if dep.content and dep.source in keys:
-                visit(dep.source)  # the producer's own record, so mode=max keeps it
+            alternatives = []
             if dep.content or dep.key not in keys:
                 link = record_index.get(dep.key)
                 if link is None:
                     link = len(config.records)
                     config.records.append(CacheRecord(dep.key))
                     record_index[dep.key] = link
-            else:
-                link = visit(dep.key)
-            inputs.append([CacheInput(link, dep.selector)])
+                alternatives.append(CacheInput(link, dep.selector))
+            if dep.source in keys:
+                # the producer's record too: an importer can match by it without the content
+                alternatives.append(CacheInput(visit(dep.source), dep.selector))
+            inputs.append(list(dict.fromkeys(alternatives)))
         blobs = blobs_of(key, solved)
         layer = add_layers(blobs) if blobs else None
         record = CacheRecord(root_key(solved.parts.digest, solved.parts.index), layer if layer != -1 else None,

@@ -153,3 +153,34 @@ def test_unknown_cache_type_and_option_are_errors_naming_them(pybuildctl, tmp_pa
     option = pybuildctl(["--frontend", "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}",
                          "--export-cache", f"type=local,dest={tmp_path}/c,colour=red"], check=False)
     assert option.returncode != 0 and "'colour'" in option.stderr
+
+
+def _statuses(run) -> list[dict]:
+    return [s for event in run.events for s in event.get("statuses", [])]
+
+
+def test_import_fetches_only_the_layers_the_build_reads(pybuildctl, registry_host, tmp_path) -> None:
+    ctx = _context(tmp_path / "ctx", MULTI)
+    ref = f"{registry_host}/cache/multi:lazy"
+    _build(pybuildctl, ctx, tmp_path / "out1", tmp_path / "root1", "--export-cache", f"type=registry,ref={ref},mode=max")
+    manifest = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
+                                         capture_output=True, check=True).stdout)
+    exported = {layer["digest"] for layer in manifest["layers"]}
+    second = _build(pybuildctl, ctx, tmp_path / "out2", tmp_path / "root2", "--import-cache", f"type=registry,ref={ref}")
+    fetched = {s["id"].removeprefix("fetching ") for s in _statuses(second) if s["id"].startswith("fetching sha256:")}
+    assert fetched and fetched < exported  # the builder stage's own layer stays in the registry
+    assert _same_tree(tmp_path / "out1", tmp_path / "out2")
+
+
+def test_export_and_import_show_as_vertices_with_bytes(pybuildctl, registry_host, tmp_path) -> None:
+    ctx = _context(tmp_path / "ctx", W5)
+    ref = f"{registry_host}/cache/w5:progress"
+    first = _build(pybuildctl, ctx, tmp_path / "out1", tmp_path / "root1",
+                   "--export-cache", f"type=registry,ref={ref},mode=max")
+    second = _build(pybuildctl, _context(tmp_path / "ctx2", W5, app="v2"), tmp_path / "out2", tmp_path / "root2",
+                    "--import-cache", f"type=registry,ref={ref}")
+    for run, name in ((first, f"exporting cache to {ref}"), (second, f"importing cache layers from {ref}")):
+        vertex = next(v for v in run.vertices().values() if v["name"] == name)
+        assert vertex.get("completed") and not vertex.get("error")
+        moved = [s for s in _statuses(run) if s.get("vertex") == vertex["digest"] and s.get("total")]
+        assert moved and all(s["current"] == s["total"] for s in moved if s.get("completed"))
