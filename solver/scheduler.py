@@ -76,8 +76,9 @@ class LazyResult:
     """A result known from an imported cache: its content is fetched only when something reads it
     (a step that runs on it, a content checksum, an exporter)."""
 
-    def __init__(self, result_id: str, load: Callable[[], Awaitable[Result]]) -> None:
+    def __init__(self, result_id: str, load: Callable[[], Awaitable[Result]], blobs: Sequence[str] = ()) -> None:
         self.id = result_id
+        self.blobs = tuple(blobs)  # digests of the layer blobs it would fetch, bottom first
         self._load = load
         self._lock = asyncio.Lock()
         self._value: Result | None = None
@@ -344,7 +345,7 @@ class Solver:
             self.cache.save(key, result.id, vertex.digest)
             return result
 
-        return LazyResult(remote.id, load)
+        return LazyResult(remote.id, load, remote.blobs)
 
 
 def output_count(vertex: Vertex) -> int:

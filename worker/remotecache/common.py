@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pybuildkit.solver.progress import StatusEvent, VertexEvent, now_ns
-from pybuildkit.solver.scheduler import Job, SolvedKey, SolveResult
+from pybuildkit.solver.scheduler import Job, LazyResult, SolvedKey, SolveResult
 from pybuildkit.worker.content.store import Descriptor
 from pybuildkit.worker.exporters.layers import LayerExporter, media_type
 from pybuildkit.worker.remotecache.format import (
@@ -65,7 +65,12 @@ async def solve_config(worker, export: CacheExport, solved: Sequence[SolveResult
     from pybuildkit.solver.scheduler import materialize
 
     keys, finals = exported_keys(solved)
-    for solved_key in keys.values():
+    for key, solved_key in keys.items():
+        if export.mode == Mode.MIN and key not in finals and isinstance(solved_key.result, LazyResult) and \
+                not all(worker.content.has(d) for d in solved_key.result.blobs):
+            # not fetched, so not part of a final result's layers: min mode exports no result for it
+            solved_key.result = None
+            continue
         solved_key.result = await materialize(solved_key.result)
     final_chains = [layer_ids(worker, keys[k].result) for k in finals if k in keys]  # type: ignore[arg-type]
 

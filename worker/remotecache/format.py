@@ -251,7 +251,7 @@ class CacheIndex:
             if lazy is None:
                 chain = self.config.chain(top)
                 lazy = LazyResult(f"{self.name}:{self.config.layers[top].blob}",
-                                  lambda chain=chain: self._load(chain))
+                                  lambda chain=chain: self._load(chain), [layer.blob for layer in chain])
                 self._lazy[top] = lazy
             return lazy
         return None

@@ -184,3 +184,25 @@ def test_export_and_import_show_as_vertices_with_bytes(pybuildctl, registry_host
         assert vertex.get("completed") and not vertex.get("error")
         moved = [s for s in _statuses(run) if s.get("vertex") == vertex["digest"] and s.get("total")]
         assert moved and all(s["current"] == s["total"] for s in moved if s.get("completed"))
+
+
+def test_index_form_with_docker_media_types_round_trips(pybuildctl, registry_host, tmp_path) -> None:
+    ctx = _context(tmp_path / "ctx", W5)
+    ref = f"{registry_host}/cache/w5:index"
+    _build(pybuildctl, ctx, tmp_path / "out1", tmp_path / "root1",
+           "--export-cache", f"type=registry,ref={ref},mode=max,image-manifest=false,oci-mediatypes=false")
+    index = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
+                                      capture_output=True, check=True).stdout)
+    assert index["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert index["manifests"][-1]["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"
+    second = _build(pybuildctl, ctx, tmp_path / "out2", tmp_path / "root2", "--import-cache", f"type=registry,ref={ref}")
+    assert _steps(second, cached=False) == []
+
+
+def test_importing_a_cache_that_does_not_exist_yet_builds_cold(pybuildctl, registry_host, tmp_path) -> None:
+    ctx = _context(tmp_path / "ctx", W5)
+    run = _build(pybuildctl, ctx, tmp_path / "out", tmp_path / "root",
+                 "--import-cache", f"type=registry,ref={registry_host}/cache/never:pushed",
+                 "--import-cache", f"type=local,src={tmp_path}/no-such-dir")
+    assert any("RUN cat" in name for name in _steps(run, cached=False))
+    assert (tmp_path / "out" / "built.txt").read_text() == "v1\ndependency\n"
