@@ -22,6 +22,8 @@ from pybuildkit.worker.worker import Worker
 
 LOCAL_EXPORTERS = ("local", "tar")
 IMAGE_EXPORTERS = ("image", "oci", "docker")
+#: the outputs a client receives as files (written by the client from its session)
+CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 
 
 @dataclass(frozen=True)
@@ -52,39 +54,60 @@ class BuildResult:
 class Builder:
     """A worker plus a solver: what a daemon keeps for its lifetime, and daemonless for one build."""
 
-    def __init__(self, worker: Worker, *, max_parallelism: int) -> None:
+    def __init__(self, worker: Worker, *, max_parallelism: int,
+                 image_defaults: Mapping[str, str] | None = None) -> None:
         self.worker = worker
         self.solver = Solver(worker, worker.cache, max_parallelism=max_parallelism)
+        self.image_defaults = dict(image_defaults or {})
 
     async def build(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                     *, session_id: str = "") -> BuildResult:
-        from pybuildkit.worker import remotecache
-
-        for output in request.outputs:
-            validate_output(output)
-        cache_exports = [remotecache.parse_export(kind, attrs) for kind, attrs in request.cache_exports]
-        cache_imports = [remotecache.parse_import(kind, attrs) for kind, attrs in request.cache_imports]
-        job = Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
-        if cache_imports:
-            job.cache_sources = await remotecache.open_imports(self.worker, cache_imports, job)
+        job = self.new_job(request, providers, progress, session_id=session_id)
         if request.frontend:
-            platforms, definitions, image_configs = await self._frontend(request, job)
+            platforms, definitions, image_configs = await self.run_frontend(request, job)
         else:
             if request.definition is None:
                 raise BuildError("no build definition given", hint="pipe an LLB definition on stdin or pass --frontend")
             platforms, definitions, image_configs = [self.worker.platform], [request.definition], [None]
+        return await self.solve_and_export(request, job, platforms, definitions, image_configs)
+
+    def new_job(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
+                *, session_id: str = "") -> Job:
+        from pybuildkit.worker import remotecache
+
+        for output in request.outputs:
+            validate_output(output, require_dest=False)
+        for kind, attrs in request.cache_exports:  # checked before anything runs
+            remotecache.parse_export(kind, attrs)
+        for kind, attrs in request.cache_imports:
+            remotecache.parse_import(kind, attrs)
+        return Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
+
+    async def solve_and_export(self, request: BuildRequest, job: Job, platforms: Sequence[Platform],
+                               definitions: Sequence[pb.Definition],
+                               image_configs: Sequence[dict | None]) -> BuildResult:
+        """Solve one definition per platform, then run the outputs (the daemon's gateway path
+        arrives here with definitions a frontend produced earlier)."""
         if request.no_cache:
+            from pybuildkit.solver.llb.marshal import digest_of
+
             for definition in definitions:
                 for raw in getattr(definition, "def"):
-                    from pybuildkit.solver.llb.marshal import digest_of
                     definition.metadata[digest_of(raw)].ignore_cache = True
+        from pybuildkit.worker import remotecache
+
+        cache_exports = [remotecache.parse_export(kind, attrs) for kind, attrs in request.cache_exports]
+        cache_imports = [remotecache.parse_import(kind, attrs) for kind, attrs in request.cache_imports]
+        if cache_imports:
+            job.cache_sources = await remotecache.open_imports(self.worker, cache_imports, job)
         graphs = [load_definition(d) for d in definitions]
         solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
         results = [(p, s.result) for p, s in zip(platforms, solved)]
         inline = None
         if any(spec.type == "inline" for spec in cache_exports):
             inline = self._inline_cache(list(solved))
-        response = await self._export(request, results, image_configs, job, inline)
+        job.inline_cache = inline  # type: ignore[attr-defined]  # read by the image exporter calls
+        response = await self._export(request, results, list(image_configs), job)
         response.update(await remotecache.export_caches(self.worker, cache_exports, solved, graphs, job))
         return BuildResult(response, results)
 
@@ -98,13 +121,17 @@ class Builder:
 
         return value
 
+    async def run_frontend(self, request: BuildRequest, job: Job):
+        return await self._frontend(request, job)
+
     async def _frontend(self, request: BuildRequest, job: Job):
         if request.frontend not in ("dockerfile.v0",):
             raise BuildError(f"unsupported frontend {request.frontend!r}", hint="use --frontend dockerfile.v0")
         from pybuildkit.appliance.dockerfile_inputs import load_frontend_inputs
         from pybuildkit.frontend.dockerfile.builder import build as dockerfile_build
 
-        inputs = load_frontend_inputs(request, job, self._resolve_image_config)
+        # in a thread: reading the Dockerfile may wait on the client's session
+        inputs = await asyncio.to_thread(load_frontend_inputs, request, job, self._resolve_image_config)
         result = await dockerfile_build(inputs)
         wanted = set(result.entitlements)
         allowed = self.worker.allowed_entitlements(request.entitlements)
@@ -128,38 +155,75 @@ class Builder:
         digest_ref = f"{resolved.ref.repository}@{resolved.root_digest}"
         return digest_ref, resolved.config
 
-    async def _export(self, request: BuildRequest, results, image_configs, job: Job,
-                      inline_cache=None) -> dict[str, str]:
-        from pybuildkit.worker.exporters.local import export_local, export_tar
-
+    async def _export(self, request: BuildRequest, results, image_configs, job: Job) -> dict[str, str]:
         response: dict[str, str] = {}
-        for output in request.outputs:
+        session = getattr(job, "output_session", None)
+        for index, output in enumerate(request.outputs):
             started = now_ns()
             event = VertexEvent(f"export-{output.type}-{started}", f"exporting to {output.type}", started=started)
             job.progress.vertex(event)
             attrs = dict(output.attrs)
-            split = _bool_attr(attrs, "platform-split", None)
-            if output.type == "local":
-                await asyncio.to_thread(export_local, self.worker.snapshots, results, Path(attrs["dest"]),
-                                        platform_split=split)
-            elif output.type == "tar":
-                dest = attrs.get("dest", "-")
-                if dest == "-":
-                    await asyncio.to_thread(export_tar, self.worker.snapshots, results, sys.stdout.buffer,
-                                            platform_split=split)
-                else:
-                    with open(dest, "wb") as handle:
-                        await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle,
-                                                platform_split=split)
+            if output.type in IMAGE_EXPORTERS:
+                attrs = {**self.image_defaults, **attrs}  # the host's defaults, the client's choice first
+            if session is not None and output.type in CLIENT_SIDE_EXPORTERS:
+                attrs.pop("dest", None)  # the client writes it; a daemon never writes client paths
+                response.update(await self._export_to_session(session, index, output.type, attrs, results,
+                                                              image_configs, job, event.digest))
             else:
-                from pybuildkit.worker.exporters.image import (
-                    export_image,  # the image exporters issue
-                )
-
-                response.update(await export_image(self.worker, output.type, attrs, results, image_configs, job,
-                                                   vertex=event.digest, inline_cache=inline_cache))
+                response.update(await self._export_here(output.type, attrs, results, image_configs, job,
+                                                        event.digest))
             event.completed = now_ns()
             job.progress.vertex(event)
+        return response
+
+    async def _export_here(self, kind: str, attrs: dict[str, str], results, image_configs, job: Job,
+                           vertex: str) -> dict[str, str]:
+        from pybuildkit.worker.exporters.image import export_image
+        from pybuildkit.worker.exporters.local import export_local, export_tar
+
+        split = _bool_attr(attrs, "platform-split", None)
+        if kind == "local":
+            await asyncio.to_thread(export_local, self.worker.snapshots, results, Path(attrs["dest"]),
+                                    platform_split=split)
+        elif kind == "tar":
+            dest = attrs.get("dest", "-")
+            if dest == "-":
+                await asyncio.to_thread(export_tar, self.worker.snapshots, results, sys.stdout.buffer,
+                                        platform_split=split)
+            else:
+                with open(dest, "wb") as handle:
+                    await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle, platform_split=split)
+        else:
+            return await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
+                                      inline_cache=getattr(job, "inline_cache", None))
+        return {}
+
+    async def _export_to_session(self, session, index: int, kind: str, attrs: dict[str, str], results,
+                                 image_configs, job: Job, vertex: str) -> dict[str, str]:
+        """Outputs that land on the client travel back over its session (FileSend)."""
+        import shutil
+        import tempfile
+
+        from pybuildkit.worker.exporters.image import export_image
+        from pybuildkit.worker.exporters.local import export_local, export_tar
+
+        split = _bool_attr(attrs, "platform-split", None)
+        if kind == "local":
+            tmp = Path(tempfile.mkdtemp(prefix="export-", dir=self.worker.run_dir))
+            try:
+                await asyncio.to_thread(export_local, self.worker.snapshots, results, tmp / "out", platform_split=split)
+                await session.send_directory(index, tmp / "out")
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+            return {}
+        writer = session.open_file_send(index)
+        if kind == "tar":
+            await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
+            response: dict[str, str] = {}
+        else:
+            response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
+                                          sink=writer, inline_cache=getattr(job, "inline_cache", None))
+        await writer.finish()
         return response
 
 
@@ -180,14 +244,15 @@ _OUTPUT_KEYS = {
 }
 
 
-def validate_output(output: Output) -> None:
+def validate_output(output: Output, *, require_dest: bool = True) -> None:
+    """`require_dest`: False in the daemon, where the client keeps `dest` to itself."""
     if output.type in LOCAL_EXPORTERS:
         allowed = _OUTPUT_KEYS[output.type]
         for key in output.attrs:
             if key not in allowed:
                 raise BuildError(f"--output type={output.type}: unknown option {key!r}",
                                  hint="valid options: " + ", ".join(sorted(allowed)))
-        if output.type == "local" and not output.attrs.get("dest"):
+        if require_dest and output.type == "local" and not output.attrs.get("dest"):
             raise BuildError("--output type=local requires dest=<dir>")
         return
     if output.type in IMAGE_EXPORTERS or output.type == "cacheonly":
@@ -204,4 +269,5 @@ def make_builder(config, *, log=None) -> Builder:
                                  insecure_entitlements=config.insecure_entitlements,
                                  registries=config.registries, platform=host_platform()), log=log)
     worker.check()
-    return Builder(worker, max_parallelism=config.worker.max_parallelism)
+    return Builder(worker, max_parallelism=config.worker.max_parallelism,
+                   image_defaults=getattr(config, "image_exporter_defaults", None))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pybuildkit.solver.errors import ConfigError
+from pybuildkit.solver.errors import BuildError, ConfigError
 from pybuildkit.worker.registry.hosts import RegistryHostConfig
 
 KNOWN_ENTITLEMENTS = ("network.host", "security.insecure", "device")
@@ -33,10 +33,23 @@ class OCIWorkerConfig:
 
 
 @dataclass(frozen=True)
+class TLSConfig:
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+
+@dataclass(frozen=True)
 class GRPCConfig:
     addresses: tuple[str, ...] = ()
     uid: int | None = None
     gid: int | None = None
+    tls: TLSConfig | None = None
+
+
+#: `[exporter.image]` keys (pybuildkit's; BuildKit has no daemon-side output defaults, buildx
+#: issue 2922): applied to image/oci/docker outputs whose options do not say otherwise
+IMAGE_EXPORTER_DEFAULT_KEYS = ("compression", "compression-level", "force-compression", "oci-mediatypes")
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class Config:
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
     debug: bool = False
     source: Path | None = None
+    image_exporter_defaults: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_root() -> Path:
@@ -81,8 +95,50 @@ def load_config(path: Path | None, *, root: Path | None = None) -> Config:
     return parse_config(data, source=source, root=root)
 
 
+#: every key buildkitd.toml may hold, per table ("" = top level); values: nested tables
+KNOWN_KEYS: dict[str, set[str]] = {
+    "": {"root", "debug", "trace", "insecure-entitlements", "proxyNetwork", "provenanceEnvDir",
+         "log", "dns", "grpc", "otel", "cdi", "history", "worker", "registry", "frontend", "system", "exporter"},
+    "exporter": {"image"},
+    "exporter.image": set(IMAGE_EXPORTER_DEFAULT_KEYS),
+    "log": {"format", "level"},
+    "dns": {"nameservers", "options", "searchDomains"},
+    "grpc": {"address", "debugAddress", "uid", "gid", "tls"},
+    "grpc.tls": {"cert", "key", "ca"},
+    "otel": {"socketPath"},
+    "cdi": {"disabled", "specDirs"},
+    "history": {"maxAge", "maxEntries"},
+    "worker": {"oci", "containerd"},
+    "worker.oci": {"enabled", "platforms", "snapshotter", "rootless", "noProcessSandbox", "gc", "gckeepstorage",
+                   "reservedSpace", "maxUsedSpace", "minFreeSpace", "binary", "apparmor-profile",
+                   "selinux", "max-parallelism", "cniPoolSize", "cniBinaryPath", "cniConfigPath", "labels",
+                   "gcpolicy", "networkMode", "userRemapUnsupported", "hostname"},
+    "worker.containerd": {"address", "enabled", "platforms", "namespace", "gc", "gckeepstorage",
+                          "reservedSpace", "maxUsedSpace", "minFreeSpace", "defaultCgroupParent", "runtime",
+                          "labels", "gcpolicy", "snapshotter", "max-parallelism"},
+    "system": {"platformsCacheMaxAge"},
+}
+
+
+def check_keys(data: Mapping[str, Any], *, where: str, table: str = "") -> None:
+    """An unknown or misspelled key is an error naming the key and the file."""
+    import difflib
+
+    known = KNOWN_KEYS.get(table)
+    if known is None:
+        return
+    for key, value in data.items():
+        name = f"{table}.{key}" if table else key
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(f"{where}: unknown key {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if isinstance(value, dict):
+            check_keys(value, where=where, table=name)
+
+
 def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: Path | None = None) -> Config:
     where = str(source) if source else "configuration"
+    check_keys(data, where=where)
 
     def expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
         if not isinstance(value, kind):
@@ -138,7 +194,30 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         insecure_entitlements=entitlements,
         registries=registries,
         worker=worker,
-        grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid")),
+        grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid"), _tls(grpc.get("tls"), where)),
         debug=bool(data.get("debug", False)),
         source=source,
+        image_exporter_defaults=_image_defaults(data.get("exporter", {}).get("image", {}), where),
     )
+
+
+def _tls(table: Any, where: str) -> TLSConfig | None:
+    if not table:
+        return None
+    if not table.get("cert") or not table.get("key"):
+        raise ConfigError(f"{where}: grpc.tls needs both cert and key")
+    return TLSConfig(Path(table["cert"]), Path(table["key"]), Path(table["ca"]) if table.get("ca") else None)
+
+
+def _image_defaults(table: Any, where: str) -> dict[str, str]:
+    from pybuildkit.worker.exporters.options import parse_image_options
+
+    out: dict[str, str] = {}
+    for key, value in (table or {}).items():
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    if out:
+        try:
+            parse_image_options("image", out)  # the same checks as on the command line
+        except BuildError as exc:
+            raise ConfigError(f"{where}: exporter.image: {exc.message}", hint=exc.hint) from exc
+    return out

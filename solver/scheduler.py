@@ -231,7 +231,7 @@ class Solver:
                 shared = _Shared(asyncio.ensure_future(
                     self._compute(vertex, impl, ctx, inputs, base_key, all_parts)))
                 self._inflight[base_key] = shared
-                shared.task.add_done_callback(lambda _t, k=base_key: self._inflight.pop(k, None))
+                shared.task.add_done_callback(lambda _t, k=base_key: self._inflight.pop(k, None))  # type: ignore[misc]
             shared.waiters += 1
             try:
                 result = await asyncio.shield(shared.task)

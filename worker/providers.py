@@ -6,11 +6,13 @@ protocols over the client's session (FileSync, Secrets, SSH, Auth) without the w
 """
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pybuildkit.solver.errors import BuildError
 
@@ -29,15 +31,27 @@ class LocalDirs(Protocol):
 
 
 class SecretProvider(Protocol):
-    def get_secret(self, secret_id: str) -> bytes | None: ...
+    """`get_secret` may be a coroutine function (a session asks the client over the network)."""
+
+    def get_secret(self, secret_id: str) -> Any: ...
 
 
 class SSHProvider(Protocol):
-    def agent_socket(self, agent_id: str) -> Path | None: ...
+    def agent_socket(self, agent_id: str) -> Any: ...  # Path | None, or an awaitable of it
 
 
 class CredentialProvider(Protocol):
-    def credentials(self, host: str) -> tuple[str, str] | None: ...
+    def credentials(self, host: str) -> Any: ...  # (user, secret) | None, or an awaitable of it
+
+
+async def maybe_await(value: Any) -> Any:
+    """The value of a provider call that may or may not be a coroutine."""
+    return await value if inspect.isawaitable(value) else value
+
+
+#: the registry credentials of the build being solved (its client's session), seen by the
+#: worker's registry client in every task the build starts
+build_credentials: ContextVar["CredentialProvider | None"] = ContextVar("build_credentials", default=None)
 
 
 class MissingLocalError(BuildError):

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,11 @@ from pybuildkit.solver.scheduler import Dep, Job, OpContext
 from pybuildkit.worker.metadata import MetadataStore
 from pybuildkit.worker.providers import LocalSyncRequest
 from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
+
+
+#: how long an image reference stays resolved: one build reads it many times, the next one
+#: must see a tag that moved meanwhile
+RESOLVE_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Worker:
         self.checksums = ChecksumCache(known=self.meta.file_digests())
         self._local_locks: dict[Path, asyncio.Lock] = {}
         self._registry = None
-        self._resolved: dict[tuple[str, str], object] = {}
+        self._resolved: dict[tuple[str, str, str], tuple[float, object]] = {}
         self._unpack_locks: dict[str, asyncio.Lock] = {}
 
     # -- start-up and consistency ------------------------------------------------------------
@@ -152,13 +158,17 @@ class Worker:
     async def resolve_image(self, ref: str, platform: Platform, job: Job | None = None):
         from pybuildkit.worker.registry.reference import parse_reference
 
-        key = (ref, str(platform))
+        from pybuildkit.worker.registry.client import _credential_owner
+
+        # per client (credentials decide what may be seen) and short-lived (tags move)
+        key = (ref, str(platform), _credential_owner())
+        now = time.monotonic()
         cached = self._resolved.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and now - cached[0] < RESOLVE_TTL:
+            return cached[1]
         reference = parse_reference(ref)
         resolved = self.local_image(reference, platform) or await self.registry.resolve(reference, platform)
-        self._resolved[key] = resolved
+        self._resolved[key] = (now, resolved)
         return resolved
 
     def store_image(self, name: str, root) -> None:

@@ -1,4 +1,7 @@
-"""`pybuildctl`: buildctl's flags; `--daemonless` runs the build inside this process."""
+"""`pybuildctl`: buildctl's commands and flags, as a client of pybuildkitd (or upstream buildkitd).
+
+`--daemonless` starts a private daemon for the one command.
+"""
 from __future__ import annotations
 
 import argparse
@@ -112,50 +115,108 @@ def parse_ssh(values: Sequence[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Build container images with pybuildkit.")
-    parser.add_argument("--addr", default=os.environ.get("BUILDKIT_HOST", ""), help="daemon address")
-    parser.add_argument("--daemonless", action="store_true", help="build inside this process, no daemon")
-    parser.add_argument("--root", type=Path, help="state directory for --daemonless")
-    parser.add_argument("--config", type=Path, help="pybuildkitd.toml for --daemonless")
-    parser.add_argument("--debug", action="store_true")
+    from pybuildkit.appliance.client.connection import default_address
+
+    parser = argparse.ArgumentParser(prog=PROG, description="Build container images with pybuildkitd (BuildKit's API).")
+    parser.add_argument("--addr", default=default_address(),
+                        help="daemon address, unix://PATH or tcp://HOST:PORT (env BUILDKIT_HOST; default %(default)s)")
+    parser.add_argument("--tlscacert", type=Path, help="CA certificate to verify the daemon's certificate")
+    parser.add_argument("--tlscert", type=Path, help="client certificate (mTLS)")
+    parser.add_argument("--tlskey", type=Path, help="client key (mTLS)")
+    parser.add_argument("--tlsservername", default="", help="server name to verify in the daemon's certificate")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the connection (default 5)")
+    parser.add_argument("--wait", action="store_true", help="wait for the daemon to become available")
+    parser.add_argument("--daemonless", action="store_true",
+                        help="start a private pybuildkitd for this command and stop it afterwards")
+    parser.add_argument("--root", type=Path, help="state directory of the --daemonless daemon")
+    parser.add_argument("--config", type=Path, help="pybuildkitd.toml of the --daemonless daemon")
+    parser.add_argument("--debug", action="store_true", help="debug output")
+    parser.add_argument("--version", action="version", version=f"{PROG} v0.2.0")
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build a definition or a Dockerfile")
-    build.add_argument("--output", "-o", action="append", default=[])
-    build.add_argument("--progress", default="auto")
-    build.add_argument("--local", action="append", default=[])
-    build.add_argument("--frontend", default="")
-    build.add_argument("--opt", action="append", default=[])
-    build.add_argument("--no-cache", action="store_true")
-    build.add_argument("--secret", action="append", default=[])
-    build.add_argument("--ssh", action="append", default=[])
-    build.add_argument("--allow", action="append", default=[])
-    build.add_argument("--metadata-file", type=Path)
-    build.add_argument("--export-cache", action="append", default=[])
-    build.add_argument("--import-cache", action="append", default=[])
+    build = sub.add_parser("build", aliases=["b"], help="build a definition from stdin or a Dockerfile")
+    build.add_argument("--output", "-o", action="append", default=[], help="output: type=local|tar|image|oci|docker,k=v,...")
+    build.add_argument("--progress", default="auto", help="auto, tty, plain, rawjson or quiet (env BUILDKIT_PROGRESS)")
+    build.add_argument("--local", action="append", default=[], help="a local directory, NAME=DIR (context=., dockerfile=.)")
+    build.add_argument("--frontend", default="", help="frontend, e.g. dockerfile.v0 (without it, stdin is LLB)")
+    build.add_argument("--opt", action="append", default=[], help="frontend option KEY=VALUE (build-arg:K=V, target=...)")
+    build.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    build.add_argument("--secret", action="append", default=[], help="secret: id=ID,src=FILE or id=ID,env=VAR")
+    build.add_argument("--ssh", action="append", default=[], help="ssh agent: default or ID=SOCKET")
+    build.add_argument("--allow", action="append", default=[], help="entitlement: network.host or security.insecure")
+    build.add_argument("--metadata-file", type=Path, help="write the exporter response as JSON to this file")
+    build.add_argument("--export-cache", action="append", default=[], help="cache export: type=registry|local|inline,...")
+    build.add_argument("--import-cache", action="append", default=[], help="cache import: type=registry|local,...")
+    du = sub.add_parser("du", help="disk usage of the build cache")
+    du.add_argument("--filter", "-f", action="append", default=[], help="filter records, e.g. type==regular")
+    du.add_argument("--verbose", "-v", action="store_true", help="show every field of each record")
+    prune = sub.add_parser("prune", help="remove build cache")
+    prune.add_argument("--all", action="store_true", help="include internal and shared records")
+    prune.add_argument("--keep-duration", default="", help="keep records used within this duration (e.g. 24h)")
+    prune.add_argument("--keep-storage", type=float, default=0, help="keep this much storage, in MB")
+    prune.add_argument("--filter", "-f", action="append", default=[], help="filter records, e.g. type==regular")
+    prune.add_argument("--verbose", "-v", action="store_true", help="list what was removed")
+    debug = sub.add_parser("debug", help="daemon information")
+    debug_sub = debug.add_subparsers(dest="debug_command", required=True)
+    workers = debug_sub.add_parser("workers", help="list workers and their platforms")
+    workers.add_argument("--verbose", "-v", action="store_true", help="show labels and GC policies")
+    debug_sub.add_parser("info", help="daemon version")
     return parser
 
 
+def parse_duration(text: str, flag: str) -> float:
+    """Go-style durations (`1h30m`, `90s`) or plain seconds."""
+    import re
+
+    if not text:
+        return 0.0
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"{flag} {text!r}: expected a duration such as 30m, 24h or 1h30m")
+    scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _read_definition(frontend: str):
+    from pybuildkit.solver.pb import ops_pb2 as pb
+
+    if frontend:
+        return None
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise UsageError("no LLB definition on stdin", hint="pipe a marshalled Definition, or pass --frontend dockerfile.v0")
+    definition = pb.Definition()
+    try:
+        definition.ParseFromString(data)
+    except Exception as exc:
+        raise UsageError(f"stdin is not a marshalled LLB Definition: {exc}") from exc
+    return definition
+
+
+def _sessions_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("pybuildkit.appliance.session.client") is not None
+    except ModuleNotFoundError:
+        return False
+
+
 async def _daemonless_build(args: argparse.Namespace) -> int:
+    """In-process build: used only until client sessions exist (then --daemonless is an
+    ephemeral daemon like every other build)."""
     from pybuildkit.appliance.build import BuildRequest, make_builder
     from pybuildkit.appliance.cache_options import parse_cache_options
     from pybuildkit.appliance.config import load_config
+    from pybuildkit.appliance.daemon import rootlock
     from pybuildkit.appliance.progressui import display, make_printer
-    from pybuildkit.solver.pb import ops_pb2 as pb
     from pybuildkit.solver.progress import ProgressWriter
     from pybuildkit.worker.providers import DirectoryLocals, Providers
     from pybuildkit.worker.registry.auth import DockerConfigCredentials
 
     config = load_config(args.config, root=args.root)
-    definition = None
-    if not args.frontend:
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise UsageError("no LLB definition on stdin", hint="pipe a marshalled Definition, or pass --frontend dockerfile.v0")
-        definition = pb.Definition()
-        try:
-            definition.ParseFromString(data)
-        except Exception as exc:
-            raise UsageError(f"stdin is not a marshalled LLB Definition: {exc}") from exc
+    definition = _read_definition(args.frontend)
     local_dirs = parse_locals(args.local)
     request = BuildRequest(
         definition=definition, frontend=args.frontend, frontend_attrs=parse_opts(args.opt),
@@ -165,20 +226,197 @@ async def _daemonless_build(args: argparse.Namespace) -> int:
         cache_imports=parse_cache_options(args.import_cache, "--import-cache"))
     providers = Providers(DirectoryLocals(local_dirs), parse_secrets(args.secret), parse_ssh(args.ssh),
                           DockerConfigCredentials())
-    printer = make_printer(args.progress, sys.stderr)
-    progress = ProgressWriter()
-    shown = asyncio.ensure_future(display(progress.subscribe(), printer))
-    log = (lambda msg: print(f"pybuildkit: {msg}", file=sys.stderr)) if args.debug else None
-    builder = await asyncio.to_thread(make_builder, config, log=log)
+    lock = await asyncio.to_thread(rootlock.acquire, config.root, wait=600.0)
     try:
-        result = await builder.build(request, providers, progress)
+        printer = make_printer(args.progress, sys.stderr)
+        progress = ProgressWriter()
+        shown = asyncio.ensure_future(display(progress.subscribe(), printer))
+        log = (lambda msg: print(f"pybuildkit: {msg}", file=sys.stderr)) if args.debug else None
+        builder = await asyncio.to_thread(make_builder, config, log=log)
+        try:
+            result = await builder.build(request, providers, progress)
+        finally:
+            progress.close()
+            await shown
+            await builder.worker.aclose()
     finally:
-        progress.close()
-        await shown
-        await builder.worker.aclose()
-    if args.metadata_file:
-        args.metadata_file.write_text(json.dumps(result.exporter_response, indent=2) + "\n")
+        lock.release()
+    _write_metadata(args, result.exporter_response)
     return 0
+
+
+def _write_metadata(args: argparse.Namespace, response: dict[str, str]) -> None:
+    if args.metadata_file:
+        args.metadata_file.write_text(json.dumps(response, indent=2) + "\n")
+
+
+def _channel(args: argparse.Namespace, address: str):
+    from pybuildkit.appliance.client.connection import TLSOptions, channel
+
+    return channel(address, TLSOptions(args.tlscacert, args.tlscert, args.tlskey, args.tlsservername))
+
+
+async def _connected(args: argparse.Namespace, address: str):
+    """A ControlClient whose daemon answered (ListWorkers first, as buildctl does)."""
+    import grpc
+
+    from pybuildkit.appliance.client.connection import unreachable
+    from pybuildkit.appliance.client.control import ControlClient
+
+    client = ControlClient(_channel(args, address))
+    try:
+        workers = await client.list_workers(timeout=None if args.wait else args.timeout, wait_for_ready=args.wait)
+    except grpc.aio.AioRpcError as exc:
+        await client.channel.close()
+        raise unreachable(address, exc) from None
+    return client, workers
+
+
+async def _remote_build(args: argparse.Namespace, address: str) -> int:
+    from pybuildkit.appliance.cache_options import parse_cache_options
+    from pybuildkit.appliance.client.solve import SolveOptions, run_solve
+    from pybuildkit.appliance.progressui import display, make_printer
+    from pybuildkit.solver.progress import ProgressWriter
+
+    from pybuildkit.appliance.build import validate_output
+
+    outputs = parse_outputs(args.output)
+    for output in outputs:
+        validate_output(output)
+    definition = _read_definition(args.frontend)
+    attrs = parse_opts(args.opt)
+    if args.no_cache:
+        attrs["no-cache"] = ""
+    client, _workers = await _connected(args, address)
+    session = None
+    session_task = None
+    try:
+        session = _client_session(args, outputs)
+        session_task = asyncio.ensure_future(session.run(client.channel))
+        exporters = [(o.type, {k: v for k, v in o.attrs.items() if not (k == "dest" and o.type in CLIENT_SIDE)})
+                     for o in outputs]
+        opts = SolveOptions(definition=definition, frontend=args.frontend, frontend_attrs=attrs,
+                            exporters=exporters, entitlements=args.allow, session_id=session.session_id,
+                            cache_exports=parse_cache_options(args.export_cache, "--export-cache"),
+                            cache_imports=parse_cache_options(args.import_cache, "--import-cache"))
+        printer = make_printer(args.progress, sys.stderr)
+        progress = ProgressWriter()
+        shown = asyncio.ensure_future(display(progress.subscribe(), printer))
+        try:
+            response = await run_solve(client, opts, progress)
+        finally:
+            progress.close()
+            await shown
+    finally:
+        if session is not None:
+            await session.close()
+        if session_task is not None:
+            try:
+                await asyncio.wait_for(session_task, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        await client.channel.close()
+    _write_metadata(args, response)
+    return 0
+
+
+CLIENT_SIDE = ("local", "tar", "oci", "docker")
+
+
+def _client_session(args: argparse.Namespace, outputs):
+    """What this client serves the daemon: its directories, secrets, agents, credentials and
+    the places where outputs land (buildctl keeps `dest` on the client too)."""
+    from pybuildkit.appliance.session.client import ClientSession, OutputTarget
+    from pybuildkit.worker.registry.auth import DockerConfigCredentials
+
+    targets = []
+    for output in outputs:
+        if output.type == "local":
+            targets.append(OutputTarget("dir", str(Path(output.attrs["dest"]).resolve())))
+        elif output.type in CLIENT_SIDE:
+            dest = output.attrs.get("dest", "-")
+            targets.append(OutputTarget("file", dest if dest == "-" else str(Path(dest).resolve())))
+        else:
+            targets.append(None)
+    return ClientSession(dirs=parse_locals(args.local), secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+                         credentials=DockerConfigCredentials(), outputs=targets)
+
+
+async def _du(args: argparse.Namespace, address: str) -> int:
+    from pybuildkit.appliance.cli.usage_output import print_table, print_totals, print_verbose
+
+    client, _ = await _connected(args, address)
+    try:
+        response = await client.disk_usage(args.filter)
+    finally:
+        await client.channel.close()
+    records = sorted(response.record, key=lambda r: r.Size, reverse=True)
+    if args.verbose:
+        print_verbose(records, sys.stdout)
+    else:
+        print_table(records, sys.stdout)
+        print(file=sys.stdout)
+    print_totals(records, sys.stdout)
+    return 0
+
+
+async def _prune(args: argparse.Namespace, address: str) -> int:
+    from pybuildkit.appliance.api.proto import control_pb2 as cpb
+    from pybuildkit.appliance.cli.usage_output import print_totals, print_verbose
+
+    request = cpb.PruneRequest(filter=args.filter, all=args.all,
+                               keepDuration=int(parse_duration(args.keep_duration, "--keep-duration") * 1e9),
+                               reservedSpace=int(args.keep_storage * 1e6))
+    client, _ = await _connected(args, address)
+    removed = []
+    try:
+        async for record in client.prune(request):
+            removed.append(record)
+    finally:
+        await client.channel.close()
+    if args.verbose:
+        print_verbose(removed, sys.stdout)
+    print_totals(removed, sys.stdout, reclaimable=False)
+    return 0
+
+
+async def _debug(args: argparse.Namespace, address: str) -> int:
+    client, workers = await _connected(args, address)
+    try:
+        if args.debug_command == "info":
+            info = await client.info()
+            v = info.buildkitVersion
+            print(f"BuildKit:\t{v.package} {v.version} {v.revision}")
+            return 0
+    finally:
+        await client.channel.close()
+    print(f"{'ID':<28}PLATFORMS")
+    for record in workers.record:
+        platforms = ",".join("/".join(x for x in (p.OS, p.Architecture, p.Variant) if x) for p in record.platforms)
+        print(f"{record.ID:<28}{platforms}")
+        if getattr(args, "verbose", False):
+            for key in sorted(record.Labels):
+                print(f"  {key}:\t{record.Labels[key]}")
+            for i, policy in enumerate(record.GCPolicy):
+                print(f"  GC policy {i + 1}: all={str(policy.all).lower()} filters={list(policy.filters)} "
+                      f"keepDuration={policy.keepDuration // 1_000_000_000}s reservedSpace={policy.reservedSpace} "
+                      f"maxUsedSpace={policy.maxUsedSpace} minFreeSpace={policy.minFreeSpace}")
+    return 0
+
+
+COMMANDS = {"build": _remote_build, "b": _remote_build, "du": _du, "prune": _prune, "debug": _debug}
+
+
+async def _run(args: argparse.Namespace) -> int:
+    command = COMMANDS[args.command]
+    if not args.daemonless:
+        return await command(args, args.addr)
+    if command is _remote_build and not _sessions_available():
+        return await _daemonless_build(args)
+    from pybuildkit.appliance.client.ephemeral import ephemeral_daemon
+
+    async with ephemeral_daemon(root=args.root, config=args.config, debug=args.debug) as address:
+        return await command(args, address)
 
 
 def _print_error(exc: BuildError) -> None:
@@ -199,11 +437,8 @@ def _print_error(exc: BuildError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "build" and not args.daemonless:
-        print(f"{PROG}: the daemon client is not available yet; use --daemonless", file=sys.stderr)
-        return 2
     loop = asyncio.new_event_loop()
-    task = loop.create_task(_daemonless_build(args))
+    task = loop.create_task(_run(args))
     loop.add_signal_handler(signal.SIGINT, task.cancel)
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:

@@ -12,6 +12,7 @@ import posixpath
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pybuildkit.solver.llb.imageref import normalize_image_ref
 from pybuildkit.solver.llb.marshal import op_digest
@@ -128,7 +129,7 @@ class State:
             secrets: Sequence["SecretMount"] = (), ssh: Sequence["SSHMount"] = (),
             proxy_env: pb.ProxyEnv | None = None, readonly_rootfs: bool = False,
             remove_mount_stubs_recursive: bool = False,
-            constraints: Constraints = Constraints(), **meta_overrides: object) -> "ExecState":
+            constraints: Constraints = Constraints(), **meta_overrides: Any) -> "ExecState":
         argv = shlex.split(args) if isinstance(args, str) else list(args)
         meta = replace(self.meta, **meta_overrides) if meta_overrides else self.meta
         root = Mount("/", self, readonly=readonly_rootfs)
@@ -300,14 +301,14 @@ class ExecVertex(Vertex):
                 pm.secretOpt.gid = s.gid
                 pm.secretOpt.mode = s.mode
                 pm.secretOpt.optional = s.optional
-        for index, s in enumerate(self.ssh):
-            target = s.target or f"/run/buildkit/ssh_agent.{index}"
+        for index, agent in enumerate(self.ssh):
+            target = agent.target or f"/run/buildkit/ssh_agent.{index}"
             pm = ex.mounts.add(input=-1, dest=target, output=-1, mountType=pb.SSH)
-            pm.SSHOpt.ID = s.id
-            pm.SSHOpt.uid = s.uid
-            pm.SSHOpt.gid = s.gid
-            pm.SSHOpt.mode = s.mode
-            pm.SSHOpt.optional = s.optional
+            pm.SSHOpt.ID = agent.id
+            pm.SSHOpt.uid = agent.uid
+            pm.SSHOpt.gid = agent.gid
+            pm.SSHOpt.mode = agent.mode
+            pm.SSHOpt.optional = agent.optional
         return op
 
 
@@ -329,19 +330,19 @@ class FileAction:
     prev: "FileAction | None" = None
     source: State | None = None  # copy source
 
-    def mkdir(self, path: str, mode: int, **kw: object) -> "FileAction":
+    def mkdir(self, path: str, mode: int, **kw: Any) -> "FileAction":
         return mkdir(path, mode, _prev=self, **kw)
 
-    def mkfile(self, path: str, mode: int, data: bytes, **kw: object) -> "FileAction":
+    def mkfile(self, path: str, mode: int, data: bytes, **kw: Any) -> "FileAction":
         return mkfile(path, mode, data, _prev=self, **kw)
 
-    def rm(self, path: str, **kw: object) -> "FileAction":
+    def rm(self, path: str, **kw: Any) -> "FileAction":
         return rm(path, _prev=self, **kw)
 
-    def symlink(self, oldpath: str, newpath: str, **kw: object) -> "FileAction":
+    def symlink(self, oldpath: str, newpath: str, **kw: Any) -> "FileAction":
         return symlink(oldpath, newpath, _prev=self, **kw)
 
-    def copy(self, source: State, src: str, dest: str, **kw: object) -> "FileAction":
+    def copy(self, source: State, src: str, dest: str, **kw: Any) -> "FileAction":
         return copy(source, src, dest, _prev=self, **kw)
 
     def chain(self) -> list["FileAction"]:

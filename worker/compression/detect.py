@@ -29,7 +29,7 @@ def detect(prefix: bytes) -> Compression:
 def decompress_reader(f: BinaryIO, media_type_or_magic: str | None = None) -> BinaryIO:
     """A stream of the uncompressed tar, whatever the blob's compression (decided by its magic
     bytes; `media_type_or_magic` is accepted for callers that have one and does not override)."""
-    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f, 1 << 20)  # type: ignore[arg-type]
+    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f, 1 << 20)  # type: ignore[arg-type,type-var]
     kind = detect(buffered.peek(4)[:4])
     if kind == Compression.GZIP:
         try:

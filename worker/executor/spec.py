@@ -49,9 +49,12 @@ def build_spec(req: ExecRequest, *, hosts_file: Path, resolv_file: Path, rootles
         if kind:
             rlimits = [r for r in rlimits if r["type"] != kind] + [{"type": kind, "hard": hard, "soft": soft}]
     namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
-    if req.network != NetMode.HOST:
+    # the default network is the daemon's own (BuildKit's OCI worker without CNI; in rootless
+    # mode that is rootlesskit's namespace, outbound through slirp4netns); `none` gets a fresh
+    # namespace in which the runtime brings up only `lo`
+    new_netns = req.network == NetMode.NONE
+    if new_netns:
         namespaces.append({"type": "network"})
-    new_netns = req.network != NetMode.HOST
     mounts: list[dict] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -113,12 +116,12 @@ def hosts_content(hostname: str, extra: tuple[tuple[str, str], ...]) -> str:
 
 
 def resolv_content(network: NetMode) -> str:
-    """The host's resolv.conf; in a private network namespace, loopback resolvers cannot work."""
+    """The host's resolv.conf; in a fresh network namespace loopback resolvers cannot work."""
     try:
         text = Path("/etc/resolv.conf").read_text()
     except OSError:
         text = ""
-    if network == NetMode.HOST:
+    if network != NetMode.NONE:
         return text
     kept = [line for line in text.splitlines()
             if not (line.startswith("nameserver") and (" 127." in line or " ::1" in line))]

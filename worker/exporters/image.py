@@ -20,9 +20,11 @@ from pybuildkit.worker.snapshot.store import Snapshot
 
 async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        results: Sequence[tuple[Platform, Snapshot | None]],
-                       image_configs: Sequence[dict | None], job, *, vertex: str = "",
+                       image_configs: Sequence[dict | None], job, *, vertex: str = "", sink=None,
                        inline_cache=None) -> dict[str, str]:
-    """`inline_cache(result_index, layer_blobs, options)` gives the value of the config's inline cache key."""
+    """`sink`: a file object that receives the oci/docker tarball instead of `dest` (the
+    daemon's writer into the client's session). `inline_cache(result_index, layer_blobs,
+    options)` gives the value of the config's inline cache key."""
     options = parse_image_options(kind, attrs)
     if kind == "docker" and len(results) > 1:
         raise BuildError("docker exporter does not currently support exporting manifest lists",
@@ -40,7 +42,7 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
     elif options.dangling_name_prefix:
         response["image.name"] = f"{options.dangling_name_prefix}@{root.digest}"
     if kind in ("oci", "docker"):
-        await asyncio.to_thread(_write_tarball, worker, options, root)
+        await asyncio.to_thread(_write_tarball, worker, options, root, sink)
     if options.push:
         await _push(worker, options, root, job, vertex)
     if kind == "image" and attrs.get("store", "true") != "false":
@@ -92,11 +94,14 @@ def build_image(worker, options: ImageOptions, results, image_configs, job, vert
                       docs.annotations_for(options.annotations, "index-descriptor", None)), config_digest
 
 
-def _write_tarball(worker, options: ImageOptions, root: Descriptor) -> None:
+def _write_tarball(worker, options: ImageOptions, root: Descriptor, sink=None) -> None:
     from pybuildkit.worker.exporters.ocitar import write_docker_tar, write_oci_tar
 
     dest = options.dest or "-"
     writer = write_oci_tar if options.kind == "oci" else write_docker_tar
+    if sink is not None:
+        writer(sink, worker.content, root, options.names)
+        return
     if dest == "-":
         writer(sys.stdout.buffer, worker.content, root, options.names)
         return

@@ -72,6 +72,7 @@ class LayerExporter:
                  epoch: int | None) -> LayerBlob | None:
         """The blob of one layer; None when the layer holds no change (an empty layer)."""
         worker = self.worker
+        blob: LayerBlob | None
         original = worker.meta.get("layerblob:" + layer_id)
         if original is not None:
             cached = worker.meta.get("blobinfo:" + original)

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.scheduler import CacheMap, Dep, OpContext
+from pybuildkit.worker.providers import maybe_await
 from pybuildkit.worker.snapshot.store import ActiveLayer, Snapshot
 from pybuildkit.worker.sshproxy import agent_proxy
 
@@ -108,7 +109,7 @@ class ExecOp:
                 if made is not None:
                     mounts.append(made)
             for secret_env in self.exec.secretenv:
-                value = self._secret(ctx, secret_env.ID, secret_env.optional)
+                value = await self._secret(ctx, secret_env.ID, secret_env.optional)
                 if value is not None:
                     env.append(f"{secret_env.name}={value.decode(errors='replace')}")
             stubs = _missing_targets(rootfs, [mt.dest for mt in mounts])
@@ -168,7 +169,7 @@ class ExecOp:
             options = ("size=" + str(mount.TmpfsOpt.size),) if mount.TmpfsOpt.size else ()
             return Mount(mount.dest, "tmpfs", None, False, options)
         if mount.mountType == pb.SECRET:
-            data = self._secret(ctx, mount.secretOpt.ID, mount.secretOpt.optional)
+            data = await self._secret(ctx, mount.secretOpt.ID, mount.secretOpt.optional)
             if data is None:
                 return None
             path = scratch / f"secret-{len(os.listdir(scratch))}"
@@ -180,7 +181,7 @@ class ExecOp:
             return Mount(mount.dest, "file", path, True)
         if mount.mountType == pb.SSH:
             provider = ctx.job.providers.ssh if ctx.job.providers else None
-            sock = provider.agent_socket(mount.SSHOpt.ID) if provider else None
+            sock = await maybe_await(provider.agent_socket(mount.SSHOpt.ID)) if provider else None
             if sock is None:
                 if mount.SSHOpt.optional:
                     return None
@@ -214,9 +215,9 @@ class ExecOp:
             stack.callback(layer.discard)
         return Mount(mount.dest, "bind", _under(path, mount.selector), False)
 
-    def _secret(self, ctx: OpContext, secret_id: str, optional: bool) -> bytes | None:
+    async def _secret(self, ctx: OpContext, secret_id: str, optional: bool) -> bytes | None:
         provider = ctx.job.providers.secrets if ctx.job.providers else None
-        data = provider.get_secret(secret_id) if provider else None
+        data = await maybe_await(provider.get_secret(secret_id)) if provider else None
         if data is None and not optional:
             raise BuildError(f"secret {secret_id}: not found",
                              hint=f"pass --secret id={secret_id},src=<file>")

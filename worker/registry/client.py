@@ -75,6 +75,7 @@ class RegistryClient:
         self.credentials = credentials
         self.store = store
         self.user_agent = user_agent
+        self._had_credentials: dict[str, bool] = {}
         self._clients: dict[tuple, httpx.AsyncClient] = {}
         self._tokens = TokenCache()
         self._http_fallback: set[str] = set()
@@ -106,7 +107,10 @@ class RegistryClient:
             url = "http://" + url[len("https://"):]
         client = self._client(endpoint)
         headers = dict(kwargs.pop("headers", {}))
-        cached = self._tokens.get(host, scope)
+        # tokens belong to whoever's credentials fetched them: one build's client never rides
+        # on a token another client's credentials earned
+        token_key = f"{host}|{_credential_owner()}"
+        cached = self._tokens.get(token_key, scope)
         if cached:
             headers["Authorization"] = cached
         for attempt in range(2):
@@ -121,6 +125,11 @@ class RegistryClient:
                 raise _Retryable(f"cannot connect to {host}: {exc}") from exc
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException) as exc:
                 raise _Retryable(f"connection to {host} failed: {type(exc).__name__}: {exc}") from exc
+            except ssl.SSLError as exc:
+                raise RegistryError(
+                    f"TLS connection to {host} failed: {exc.reason or exc}", host=host,
+                    hint=f'trust its CA with [registry."{host}"] ca = ["/path/ca.pem"], or set insecure = true '
+                         f"(http = true for a plain-HTTP registry) in pybuildkitd.toml") from exc
             if response.status_code != 401 or attempt == 1:
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
@@ -130,7 +139,7 @@ class RegistryClient:
             if auth is None:
                 return response
             headers["Authorization"] = auth
-            self._tokens.put(host, scope, auth, 3600)
+            self._tokens.put(token_key, scope, auth, 3600)
             if "content" in kwargs and hasattr(kwargs["content"], "seek"):
                 kwargs["content"].seek(0)
         return response
@@ -144,7 +153,7 @@ class RegistryClient:
 
     async def _authorize(self, endpoint: Endpoint, challenge: str, scope: str) -> str | None:
         parsed = parse_challenge(challenge)
-        creds = self.credentials.credentials(endpoint.host) if self.credentials else None
+        creds = await self._credentials(endpoint.host)
         if parsed.scheme == "basic":
             return basic_header(*creds) if creds else None
         if parsed.scheme != "bearer" or "realm" not in parsed.params:
@@ -170,8 +179,21 @@ class RegistryClient:
         token = body.get("token") or body.get("access_token")
         return f"Bearer {token}" if token else None
 
+    async def _credentials(self, host: str) -> tuple[str, str] | None:
+        """The building client's credentials (its session) first, then the daemon's own."""
+        from pybuildkit.worker.providers import build_credentials, maybe_await
+
+        found = None
+        for provider in (build_credentials.get(), self.credentials):
+            if provider is not None:
+                found = await maybe_await(provider.credentials(host))
+                if found:
+                    break
+        self._had_credentials[host] = bool(found)
+        return found or None
+
     def _auth_error(self, endpoint: Endpoint, response: httpx.Response) -> RegistryError:
-        has_creds = bool(self.credentials and self.credentials.credentials(endpoint.host))
+        has_creds = self._had_credentials.get(endpoint.host, False)
         hint = (f"check the credentials for {endpoint.host} in your docker config (~/.docker/config.json)"
                 if has_creds else f"log in to {endpoint.host} (no credentials found for it)")
         return RegistryError(f"failed to authorize: {response.status_code} {response.reason_phrase} from "
@@ -410,3 +432,13 @@ class RegistryClient:
         if location.startswith("http://") or location.startswith("https://"):
             return location
         return endpoint.base_url + location
+
+
+def _credential_owner() -> str:
+    from pybuildkit.worker.providers import build_credentials
+
+    provider = build_credentials.get()
+    if provider is None:
+        return "daemon"
+    session = getattr(provider, "session", None)
+    return f"session:{getattr(session, 'id', id(provider))}"

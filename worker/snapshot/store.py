@@ -175,6 +175,17 @@ class SnapshotStore:
             rows = self._db.execute("SELECT id, layers, description, record_type FROM snapshots").fetchall()
         return [Snapshot(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
 
+    def usage_rows(self) -> list[tuple[Snapshot, float, float]]:
+        """Every snapshot with its creation and last-use times (for du, prune and GC)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, layers, description, record_type, created, last_used FROM snapshots").fetchall()
+        return [(Snapshot(r[0], tuple(json.loads(r[1])), r[2], r[3]), r[4], r[5]) for r in rows]
+
+    def touch(self, snapshot_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE snapshots SET last_used=? WHERE id=?", (time.time(), snapshot_id))
+
     def layer_parent(self, layer_id: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT parent FROM layers WHERE id=?", (layer_id,)).fetchone()

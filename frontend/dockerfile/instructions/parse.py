@@ -55,7 +55,7 @@ def parse_flags(name: str, raw: list[str]) -> dict[str, object]:
                 raise DockerfileError(f"expecting boolean value for flag {key}, not: {value}")
             out[key] = (value.lower() != "false") if has_value else True
         elif kind == "list":
-            out[key].append(value)  # type: ignore[union-attr]
+            out[key].append(value)  # type: ignore[union-attr,attr-defined]
         else:
             if key in out:
                 raise DockerfileError(f"Duplicate flag specified: {key}")

@@ -23,7 +23,8 @@ class _Phase(Enum):
 def split_command(line: str) -> tuple[str, list[str], str]:
     """(keyword as written, flags, arguments with surrounding space trimmed)."""
     parts = WHITESPACE.split(trim_space(line), maxsplit=1)
-    args, flags = "", []
+    args: str = ""
+    flags: list[str] = []
     if len(parts) == 2:
         args, flags = extract_builder_flags(parts[1])
     return parts[0], flags, trim_space(args)

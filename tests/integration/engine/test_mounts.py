@@ -1,7 +1,6 @@
 """Every LLB mount type and option, observed from inside a real container."""
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from pathlib import Path

@@ -1,14 +1,11 @@
 """Image outputs, verified by independent tools: skopeo, umoci, runc, gzip and tar."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import subprocess
-from pathlib import Path
 
-import pytest
 
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.platforms import parse_platform
@@ -114,3 +111,20 @@ def test_unknown_exporter_option_is_a_clear_error(pybuildctl, base_image, tmp_pa
                      stdin=_definition(base_image, "bad option"), check=False)
     assert run.returncode == 1
     assert "unknown option 'compresion'" in run.stderr
+
+
+def test_the_hosts_exporter_defaults_apply_when_the_client_says_nothing(pybuildctl, base_image, registry_host,
+                                                                        builder_config, tmp_path) -> None:
+    """`[exporter.image] compression = "zstd"` in pybuildkitd.toml: a host can default to zstd."""
+    config = tmp_path / "pybuildkitd.toml"
+    config.write_text(builder_config.read_text() + '\n[exporter.image]\ncompression = "zstd"\n'
+                      'oci-mediatypes = true\nforce-compression = true\n')
+    definition = _definition(base_image, "defaults")
+    zstd_name, gzip_name = f"{registry_host}/test/defaults:zstd", f"{registry_host}/test/defaults:gzip"
+    pybuildctl(["--output", f"type=image,name={zstd_name},push=true"], stdin=definition, config=config)
+    pybuildctl(["--output", f"type=image,name={gzip_name},push=true,compression=gzip"], stdin=definition,
+               config=config)
+    zstd = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{zstd_name}"))
+    gzip = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{gzip_name}"))
+    assert {layer["mediaType"] for layer in zstd["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    assert {layer["mediaType"] for layer in gzip["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}

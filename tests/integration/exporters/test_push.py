@@ -62,11 +62,11 @@ def test_three_platform_image_to_two_authenticated_registries(pybuildctl, base_i
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {base_image}\nRUN uname -m > /arch\n")
-    run = pybuildctl(["--frontend", "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}",
-                      "--opt", "platform=" + ",".join(PLATFORMS),
-                      "--output", f"type=image,{names},push=true", "--metadata-file", str(tmp_path / "md.json")],
-                     env={"DOCKER_CONFIG": str(docker_config)},
-                     config=config)
+    pybuildctl(["--frontend", "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}",
+                  "--opt", "platform=" + ",".join(PLATFORMS),
+                  "--output", f"type=image,{names},push=true", "--metadata-file", str(tmp_path / "md.json")],
+                 env={"DOCKER_CONFIG": str(docker_config)},
+                 config=config)
     digest = json.loads((tmp_path / "md.json").read_text())["containerimage.digest"]
     for host, creds in ((tls.host, "alice:wonder"), (bearer.host, "bob:builder")):
         raw = subprocess.run(["skopeo", "inspect", "--raw", "--creds", creds, "--tls-verify=false",

@@ -55,3 +55,18 @@ def test_wrong_type_names_the_key() -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_exporter_image_defaults_are_read_and_checked(tmp_path) -> None:
+    """pybuildkit's `[exporter.image]` table (BuildKit has none; buildx issue 2922)."""
+    from pybuildkit.appliance.config import parse_config
+    from pybuildkit.solver.errors import ConfigError
+
+    config = parse_config({"exporter": {"image": {"compression": "zstd", "oci-mediatypes": True}}})
+    assert dict(config.image_exporter_defaults) == {"compression": "zstd", "oci-mediatypes": "true"}
+    import pytest
+
+    with pytest.raises(ConfigError, match="exporter.image"):
+        parse_config({"exporter": {"image": {"compression": "lz4"}}})
+    with pytest.raises(ConfigError, match="unknown key 'exporter.image.compresion'"):
+        parse_config({"exporter": {"image": {"compresion": "zstd"}}})

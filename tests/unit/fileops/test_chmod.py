@@ -26,7 +26,7 @@ def _chmod_tool(mode: str, start: int, is_dir: bool, tmp_path: Path) -> int:
     else:
         path.write_text("")
     os.chmod(path, start)
-    run(["sh", "-c", f'umask 0 && chmod "$0" "$1"', mode, str(path)])
+    run(["sh", "-c", 'umask 0 && chmod "$0" "$1"', mode, str(path)])
     result = os.stat(path).st_mode & 0o7777
     shutil.rmtree(path) if is_dir else path.unlink()
     return result

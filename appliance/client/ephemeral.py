@@ -1,0 +1,81 @@
+"""`--daemonless`: a private pybuildkitd for one command, as buildctl-daemonless.sh does.
+
+The daemon takes the root's lock like any other, so concurrent daemonless runs on one root wait
+for each other (`--wait-lock`) instead of breaking each other's state.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pybuildkit.solver.errors import BuildError
+
+START_TIMEOUT = 600.0  # covers waiting for another daemonless run's lock on the same root
+
+
+@contextlib.asynccontextmanager
+async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: bool) -> AsyncIterator[str]:
+    """Start pybuildkitd on a private socket; yield its address; stop it afterwards."""
+    rundir = Path(tempfile.mkdtemp(prefix="pybuildctl-"))
+    sock = rundir / "buildkitd.sock"
+    cmd = [sys.executable, "-m", "pybuildkit.appliance.daemon.main", "--addr", f"unix://{sock}",
+           "--wait-lock", str(START_TIMEOUT)]
+    if root is not None:
+        cmd += ["--root", str(root)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    if debug:
+        cmd.append("--debug")
+    log = open(rundir / "daemon.log", "w+b")
+    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                                                stderr=None if debug else log)
+    try:
+        await _wait_ready(proc, sock, rundir / "daemon.log")
+        try:
+            yield f"unix://{sock}"
+        except BuildError as exc:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 2)
+            if proc.returncode is not None and proc.returncode != 0:
+                how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+                raise BuildError(f"the daemonless builder died during the build ({how}): {exc.message}",
+                                 hint=f"run with --debug to see its log; --root {root} stays consistent "
+                                      "and the next build goes on from it") from exc
+            raise
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, sock: Path, log_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while loop.time() < deadline:
+        if proc.returncode is not None:
+            text = log_path.read_text(errors="replace").strip()
+            lines = [line.removeprefix("pybuildkitd: ") for line in text.splitlines() if "error" in line or "hint" in line]
+            message = "\n".join(lines) or text[-2000:] or f"exit code {proc.returncode}"
+            raise BuildError(f"the daemonless builder did not start: {message}")
+        if sock.exists() and os.access(sock, os.W_OK):
+            try:
+                _reader, writer = await asyncio.open_unix_connection(str(sock))
+            except OSError:
+                pass
+            else:
+                writer.close()
+                return
+        await asyncio.sleep(0.02)
+    raise BuildError("the daemonless builder did not start in time")

@@ -1,0 +1,246 @@
+"""`pybuildkitd`: the build daemon (BuildKit's Control API, sessions and the frontend gateway)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from pybuildkit.appliance.config import Config, load_config
+from pybuildkit.appliance.daemon import listeners, rootlock
+from pybuildkit.solver.errors import BuildError
+
+PROG = "pybuildkitd"
+log = logging.getLogger(PROG)
+MAX_MESSAGE = 64 << 20
+GC_INTERVAL = 3600.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="BuildKit-compatible build daemon.")
+    p.add_argument("--addr", action="append", default=[],
+                   help="listening address, repeatable: unix://PATH, tcp://HOST:PORT (mTLS from [grpc.tls]), "
+                        "fd:// or fd://NAME (systemd socket activation); default "
+                        + listeners.default_address())
+    p.add_argument("--root", type=Path, help="state directory (default /var/lib/pybuildkit, rootless "
+                                             "~/.local/share/pybuildkit)")
+    p.add_argument("--config", type=Path, help="buildkitd.toml-format config (default /etc/pybuildkit/pybuildkitd.toml)")
+    p.add_argument("--debug", action="store_true", help="debug logging")
+    p.add_argument("--rootless", action="store_true",
+                   help="start under rootlesskit as this unprivileged user (the systemd service does this)")
+    p.add_argument("--rootless-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--listen-handoff", help=argparse.SUPPRESS)
+    p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another daemon to release the root (daemonless runs)")
+    p.add_argument("--version", action="version", version=f"{PROG} v0.2.0")
+    return p
+
+
+def _worker_id(root: Path) -> str:
+    path = root / "worker-id"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        value = secrets.token_hex(13)[:25]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value + "\n")
+        os.replace(tmp, path)
+        return value
+
+
+def _inherited_listeners(args: argparse.Namespace) -> list[tuple[str, object]]:
+    if args.listen_handoff:
+        from pybuildkit.appliance.rootless.fdpass import receive_listeners
+
+        return list(receive_listeners(args.listen_handoff))
+    if os.environ.get("LISTEN_FDS"):
+        from pybuildkit.appliance.systemd.listenfds import listen_fds
+
+        return list(listen_fds())
+    return []
+
+
+def _platform_probe(worker) -> list[str]:
+    try:
+        from pybuildkit.binfmt.probe import supported_platforms
+    except ImportError:
+        return [str(worker.platform)]
+    return list(supported_platforms())
+
+
+async def _health_check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
+
+
+def _health_handler() -> grpc.GenericRpcHandler:
+    ident = lambda b: b  # noqa: E731
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(_health_check, request_deserializer=ident,
+                                                     response_serializer=ident)})
+
+
+def _notifier():
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return None
+    try:
+        from pybuildkit.appliance.systemd.notify import Notifier
+    except ImportError:
+        return None
+    return Notifier.from_env()
+
+
+async def serve(config: Config, args: argparse.Namespace) -> int:
+    from pybuildkit.appliance.build import make_builder
+    from pybuildkit.appliance.daemon.control import ControlService
+    from pybuildkit.appliance.daemon.gateway import GatewayService
+    from pybuildkit.appliance.daemon.jobs import Jobs
+    from pybuildkit.appliance.daemon.usage import default_policies
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    inherited = _inherited_listeners(args)
+    notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
+    builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m))
+    worker = builder.worker
+    platforms = await asyncio.to_thread(_platform_probe, worker)
+    jobs = Jobs()
+    sessions = None
+    try:
+        from pybuildkit.appliance.session.manager import SessionManager
+    except ImportError:
+        log.warning("sessions unavailable: client files, secrets and outputs cannot be transferred")
+    else:
+        sessions = SessionManager()
+    policies = default_policies(config.root) if config.worker.gc else []
+    gc_state = {"pending": False}
+
+    def after_build() -> None:
+        if policies and not gc_state["pending"]:
+            gc_state["pending"] = True
+            asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(run_gc()))
+
+    control = ControlService(builder, jobs, sessions=sessions, worker_id=_worker_id(config.root),
+                             platforms=lambda: platforms, gc_policies=policies, after_build=after_build)
+
+    async def run_gc() -> None:
+        gc_state["pending"] = False
+        busy = control._busy_since()
+        removed = await asyncio.to_thread(control.usage.gc, policies, busy_since=busy)
+        if removed:
+            log.info("gc: removed %d cache records", removed)
+
+    gateway = GatewayService(builder, jobs, control.worker_record)
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE)])
+    server.add_generic_rpc_handlers((control.handler(), gateway.handler(), _health_handler()))
+
+    bindings: list[listeners.Binding] = []
+    addresses = list(args.addr) or list(config.grpc.addresses) or ([] if inherited else [listeners.default_address()])
+    private_dir: Path | None = None
+    private_sock: Path | None = None
+    wants_fd = [a for a in addresses if a.startswith("fd://")]
+    if inherited and not wants_fd:
+        wants_fd = ["fd://"]
+    for address in addresses:
+        scheme, rest = listeners.parse_address(address)
+        if scheme == "unix":
+            bindings.append(listeners.bind_unix(server, Path(rest)))
+        elif scheme == "tcp":
+            bindings.append(listeners.bind_tcp(server, rest, config.grpc.tls))
+    if wants_fd:
+        if not inherited:
+            raise BuildError(f"--addr {wants_fd[0]}: no sockets were passed (LISTEN_FDS is not set)",
+                             hint="start pybuildkitd from a systemd socket unit, or use unix://PATH")
+        private_dir = Path(tempfile.mkdtemp(prefix="pybuildkitd-"))
+        private_sock = private_dir / "grpc.sock"
+        server.add_insecure_port(f"unix:{private_sock}")
+    await server.start()
+    for binding in bindings:
+        listeners.finish_unix(binding, config.grpc.gid)
+    if wants_fd and private_sock is not None:
+        names = {a[len("fd://"):] for a in wants_fd}
+        for name, sock in inherited:
+            if "" in names or name in names:
+                bindings.append(await listeners.relay(sock, private_sock, f"fd://{name}"))  # type: ignore[arg-type]
+
+    runtime = await asyncio.to_thread(lambda: worker.executor.info)
+    summary = (f"serving {', '.join(b.address for b in bindings)}; runtime {runtime.name} {runtime.version}; "
+               f"snapshotter {worker.snapshots.driver}; platforms {', '.join(platforms)}")
+    log.info("%s", summary)
+    watchdog = None
+    if notifier is not None:
+        notifier.ready(f"ready: {runtime.name}, {worker.snapshots.driver}, {len(platforms)} platforms")
+        watchdog = asyncio.ensure_future(notifier.watchdog_loop())
+
+    async def gc_timer() -> None:
+        while policies:
+            await asyncio.sleep(GC_INTERVAL)
+            await run_gc()
+
+    timer = asyncio.ensure_future(gc_timer())
+    await stop.wait()
+    log.info("stopping: cancelling %d running builds", len(jobs.active()))
+    if notifier is not None:
+        notifier.stopping()
+    for task in (timer, watchdog):
+        if task is not None:
+            task.cancel()
+    for binding in bindings:
+        if binding.relay is not None:
+            binding.relay.close()
+    await server.stop(grace=2.0)
+    await worker.aclose()
+    for binding in bindings:
+        if binding.unix_path is not None:
+            binding.unix_path.unlink(missing_ok=True)
+    if private_dir is not None:
+        shutil.rmtree(private_dir, ignore_errors=True)
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(argv if argv is not None else sys.argv[1:])
+    if "--rootless" in arguments:  # the launcher has options of its own
+        from pybuildkit.appliance.rootless.launcher import main as launcher_main
+
+        return launcher_main(arguments)
+    args = build_parser().parse_args(arguments)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
+                        format=f"{PROG}: %(message)s")
+    try:
+        config = load_config(args.config, root=args.root)
+        lock = rootlock.acquire(config.root, wait=args.wait_lock)
+    except BuildError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(serve(config, args))
+    except BuildError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line for the user, the traceback with --debug
+        log.debug("start-up failed", exc_info=True)
+        print(f"{PROG}: error: internal error during start-up: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

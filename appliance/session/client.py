@@ -1,0 +1,244 @@
+"""The client's side of a session: the services pybuildctl hosts for the daemon (files, secrets,
+ssh agents, registry credentials, and the outputs the daemon sends back)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets as random
+import string
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import grpc
+
+from pybuildkit.appliance.session import services as svc
+from pybuildkit.appliance.session.fsutilwire import receive_tree, send_tree
+from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
+from pybuildkit.appliance.session.proto import session_pb2 as spb
+from pybuildkit.appliance.session.transport import ServedOverStream
+from pybuildkit.worker.fsutil.walk import WalkOptions
+from pybuildkit.worker.providers import CredentialProvider, SecretSources, SSHAgents
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where an exporter's result lands on the client: a directory (`local`) or a file/stdout."""
+
+    kind: str  # "dir" or "file"
+    dest: str  # a path, or "-" for stdout
+
+
+def _new_id() -> str:
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(25))
+
+
+def _meta(context: grpc.aio.ServicerContext) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in context.invocation_metadata() or ():
+        out.setdefault(key.lower(), []).append(value if isinstance(value, str) else value.decode())
+    return out
+
+
+def _handler(kind: str, fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+    maker = {"unary": grpc.unary_unary_rpc_method_handler, "stream": grpc.stream_stream_rpc_method_handler}[kind]
+    return maker(fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString)
+
+
+class _RawBytes:
+    """A message type whose bytes stay as they are (FileSend carries Packets or BytesMessages)."""
+
+    @staticmethod
+    def FromString(data: bytes) -> bytes:  # noqa: N802 - grpc's deserializer protocol
+        return data
+
+
+@dataclass
+class ClientSession:
+    shared_key: str = ""
+    name: str = ""
+    dirs: Mapping[str, Path] = field(default_factory=dict)
+    secrets: SecretSources | None = None
+    ssh: SSHAgents | None = None
+    credentials: CredentialProvider | None = None
+    outputs: Sequence[OutputTarget | None] = ()
+    session_id: str = field(default_factory=_new_id)
+
+    def __post_init__(self) -> None:
+        self._closed = asyncio.Event()
+        self._server: ServedOverStream | None = None
+
+    # -- what we serve ---------------------------------------------------------------------
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        out = {svc.HEALTH_CHECK: _handler("unary", self._health, spb.HealthCheckRequest, spb.HealthCheckResponse)}
+        if self.dirs:
+            out[svc.FILESYNC_DIFFCOPY] = _handler("stream", self._diffcopy, fpb.Packet, fpb.Packet)
+        if any(self.outputs):
+            out[svc.FILESEND_DIFFCOPY] = grpc.stream_stream_rpc_method_handler(
+                self._filesend, request_deserializer=_RawBytes.FromString, response_serializer=bytes)
+        if self.secrets is not None:
+            out[svc.SECRETS_GET] = _handler("unary", self._get_secret, spb.GetSecretRequest, spb.GetSecretResponse)
+        if self.ssh is not None and self.ssh.sockets:
+            out[svc.SSH_CHECK] = _handler("unary", self._check_agent, spb.CheckAgentRequest, spb.CheckAgentResponse)
+            out[svc.SSH_FORWARD] = _handler("stream", self._forward_agent, spb.BytesMessage, spb.BytesMessage)
+        if self.credentials is not None:
+            out[svc.AUTH_CREDENTIALS] = _handler("unary", self._credentials, spb.CredentialsRequest,
+                                                 spb.CredentialsResponse)
+        return out
+
+    def methods(self) -> list[str]:
+        return sorted(self.handlers())
+
+    def _generic(self) -> list[grpc.GenericRpcHandler]:
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for path, handler in self.handlers().items():
+            service, method = svc.split(path)
+            by_service.setdefault(service, {})[method] = handler
+        return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
+
+    async def _health(self, request: spb.HealthCheckRequest, context: grpc.aio.ServicerContext):
+        return spb.HealthCheckResponse(status=spb.HealthCheckResponse.SERVING)
+
+    async def _diffcopy(self, requests: AsyncIterator[fpb.Packet], context: grpc.aio.ServicerContext) -> None:
+        meta = _meta(context)
+        name = (meta.get(svc.KEY_DIR_NAME) or [""])[0]
+        root = self.dirs.get(name)
+        if root is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no local directory named {name!r} was given "
+                                                           f"(pass --local {name}=DIR)")
+        opts = WalkOptions(tuple(meta.get(svc.KEY_INCLUDE, [])), tuple(meta.get(svc.KEY_EXCLUDE, [])),
+                           tuple(meta.get(svc.KEY_FOLLOW, [])))
+
+        async def recv() -> fpb.Packet | None:
+            msg = await context.read()
+            return None if msg is grpc.aio.EOF else msg
+
+        await send_tree(root, opts, context.write, recv)
+
+    async def _filesend(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        meta = _meta(context)
+        try:
+            index = int((meta.get(svc.KEY_EXPORTER_ID) or ["0"])[0])
+            target = self.outputs[index]
+        except (ValueError, IndexError):
+            target = None
+        if target is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no output of that id on this client")
+        assert target is not None
+        if target.kind == "dir":
+            async def recv() -> fpb.Packet | None:
+                msg = await context.read()
+                return None if msg is grpc.aio.EOF else fpb.Packet.FromString(msg)
+
+            async def send(packet: fpb.Packet) -> None:
+                await context.write(packet.SerializeToString())
+
+            await receive_tree(Path(target.dest), send, recv, owners=os.geteuid() == 0)
+            return
+        out: BinaryIO = sys.stdout.buffer if target.dest == "-" else open(target.dest + ".pbk-part", "wb")
+        try:
+            while True:
+                msg = await context.read()
+                if msg is grpc.aio.EOF:
+                    break
+                out.write(spb.BytesMessage.FromString(msg).data)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+        if target.dest != "-":
+            os.replace(target.dest + ".pbk-part", target.dest)
+        else:
+            sys.stdout.buffer.flush()
+
+    async def _get_secret(self, request: spb.GetSecretRequest, context: grpc.aio.ServicerContext):
+        assert self.secrets is not None
+        data = self.secrets.get_secret(request.ID)
+        if data is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"secret {request.ID} not found")
+        return spb.GetSecretResponse(data=data)
+
+    async def _check_agent(self, request: spb.CheckAgentRequest, context: grpc.aio.ServicerContext):
+        assert self.ssh is not None
+        if self.ssh.agent_socket(request.ID or "default") is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no ssh agent {request.ID or 'default'!r} forwarded")
+        return spb.CheckAgentResponse()
+
+    async def _forward_agent(self, requests: AsyncIterator[spb.BytesMessage], context: grpc.aio.ServicerContext):
+        assert self.ssh is not None
+        agent = (_meta(context).get(svc.KEY_SSH_ID) or ["default"])[0]
+        path = self.ssh.agent_socket(agent)
+        if path is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no ssh agent {agent!r} forwarded")
+        reader, writer = await asyncio.open_unix_connection(str(path))
+
+        async def upstream() -> None:
+            while True:
+                msg = await context.read()
+                if msg is grpc.aio.EOF:
+                    break
+                writer.write(msg.data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+
+        task = asyncio.ensure_future(upstream())
+        try:
+            while data := await reader.read(1 << 16):
+                await context.write(spb.BytesMessage(data=data))
+        finally:
+            task.cancel()
+            writer.close()
+
+    async def _credentials(self, request: spb.CredentialsRequest, context: grpc.aio.ServicerContext):
+        assert self.credentials is not None
+        creds = await asyncio.to_thread(self.credentials.credentials, request.Host)
+        if not creds:
+            return spb.CredentialsResponse()
+        return spb.CredentialsResponse(Username=creds[0], Secret=creds[1])
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def run(self, channel: grpc.aio.Channel) -> None:
+        """Open Control.Session and serve the daemon over it until closed."""
+        server = self._server = ServedOverStream(self._generic())
+        await server.start()
+        outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+        metadata = [(svc.HEADER_UUID, self.session_id), (svc.HEADER_SHARED_KEY, self.shared_key)]
+        if self.name:
+            metadata.append((svc.HEADER_NAME, self.name))
+        metadata += [(svc.HEADER_METHOD, m) for m in self.methods()]
+
+        async def requests() -> AsyncIterator[spb.BytesMessage]:
+            while (data := await outgoing.get()) is not None:
+                yield spb.BytesMessage(data=data)
+
+        call = channel.stream_stream("/moby.buildkit.v1.Control/Session",
+                                     request_serializer=spb.BytesMessage.SerializeToString,
+                                     response_deserializer=spb.BytesMessage.FromString)(requests(), metadata=metadata)
+
+        async def incoming() -> AsyncIterator[bytes]:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                async for message in call:
+                    yield message.data
+
+        async def send(data: bytes) -> None:
+            outgoing.put_nowait(data)
+
+        serving = asyncio.ensure_future(server.serve(incoming(), send))
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait([serving, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            outgoing.put_nowait(None)
+            for task in (serving, closed):
+                task.cancel()
+            await asyncio.gather(serving, closed, return_exceptions=True)
+            call.cancel()
+            await server.close()
+
+    async def close(self) -> None:
+        self._closed.set()

@@ -1,0 +1,338 @@
+"""The daemon's side of sessions: each `Control.Session` stream becomes a gRPC channel to the
+client, and builds of that session reach the client's files, secrets, ssh agents, credentials and
+output directories only through it."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from pybuildkit.appliance.session import services as svc
+from pybuildkit.appliance.session.fsutilwire import receive_tree, send_tree
+from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
+from pybuildkit.appliance.session.proto import session_pb2 as spb
+from pybuildkit.appliance.session.transport import DialedChannel
+from pybuildkit.solver.errors import BuildError
+from pybuildkit.worker.fsutil.walk import WalkOptions
+from pybuildkit.worker.providers import LocalSyncRequest, Providers
+
+log = logging.getLogger("pybuildkitd")
+HEALTH_INTERVAL = 10.0
+HEALTH_TIMEOUT = 30.0
+
+
+class SessionError(BuildError):
+    pass
+
+
+def _first(metadata: Mapping[str, Any], key: str) -> str:
+    value = metadata.get(key, "")
+    return value[0] if isinstance(value, list) else value
+
+
+class Session:
+    def __init__(self, session_id: str, name: str, shared_key: str, methods: set[str],
+                 channel: grpc.aio.Channel, loop: asyncio.AbstractEventLoop) -> None:
+        self.id = session_id
+        self.name = name
+        self.shared_key = shared_key
+        self.methods = methods
+        self.channel = channel
+        self.loop = loop
+        self.closed = asyncio.Event()
+        self._agents: dict[str, Path] = {}
+        self._agent_servers: list[asyncio.AbstractServer] = []
+        self._agent_dir: Path | None = None
+
+    def supports(self, method: str) -> bool:
+        return method.lower() in self.methods
+
+    def _require(self, method: str, what: str) -> None:
+        if not self.supports(method):
+            raise SessionError(f"the client does not offer {what} ({method})")
+
+    # -- providers the worker uses ---------------------------------------------------------
+
+    def providers(self) -> Providers:
+        return Providers(locals=SessionLocals(self) if self.supports(svc.FILESYNC_DIFFCOPY) else None,
+                         secrets=SessionSecrets(self), ssh=SessionSSH(self), credentials=SessionCredentials(self))
+
+    def _blocking(self, coro: Any) -> Any:
+        """Run `coro` on the daemon loop from a worker thread and wait for it."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            coro.close()
+            raise RuntimeError("a session call was made from the event loop thread; run it in a thread")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def diffcopy(self, request: LocalSyncRequest, dest: Path) -> None:
+        self._require(svc.FILESYNC_DIFFCOPY, "local files")
+        metadata = [(svc.KEY_DIR_NAME, request.name)]
+        metadata += [(svc.KEY_INCLUDE, p) for p in request.include_patterns]
+        metadata += [(svc.KEY_EXCLUDE, p) for p in request.exclude_patterns]
+        metadata += [(svc.KEY_FOLLOW, p) for p in request.follow_paths]
+        call = self.channel.stream_stream(svc.FILESYNC_DIFFCOPY, request_serializer=fpb.Packet.SerializeToString,
+                                          response_deserializer=fpb.Packet.FromString)(metadata=metadata)
+
+        async def recv() -> fpb.Packet | None:
+            msg = await call.read()
+            return None if msg is grpc.aio.EOF else msg
+
+        try:
+            await receive_tree(dest, call.write, recv)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(call.read(), 10)  # the sender's FIN
+            await call.done_writing()
+        except grpc.aio.AioRpcError as exc:
+            raise SessionError(f"transferring local directory {request.name!r} from the client failed: "
+                               f"{exc.details() or exc.code().name}") from None
+        finally:
+            call.cancel()
+
+    async def get_secret(self, secret_id: str) -> bytes | None:
+        if not self.supports(svc.SECRETS_GET):
+            return None
+        method = self.channel.unary_unary(svc.SECRETS_GET, request_serializer=spb.GetSecretRequest.SerializeToString,
+                                          response_deserializer=spb.GetSecretResponse.FromString)
+        try:
+            return (await method(spb.GetSecretRequest(ID=secret_id))).data
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise SessionError(f"secret {secret_id}: the client failed to send it: {exc.details()}") from None
+
+    async def credentials(self, host: str) -> tuple[str, str] | None:
+        if not self.supports(svc.AUTH_CREDENTIALS):
+            return None
+        method = self.channel.unary_unary(svc.AUTH_CREDENTIALS,
+                                          request_serializer=spb.CredentialsRequest.SerializeToString,
+                                          response_deserializer=spb.CredentialsResponse.FromString)
+        try:
+            resp = await method(spb.CredentialsRequest(Host=host))
+        except grpc.aio.AioRpcError:
+            return None
+        return (resp.Username, resp.Secret) if resp.Username or resp.Secret else None
+
+    async def agent_socket(self, agent_id: str) -> Path | None:
+        """A unix socket in the daemon; each connection is one ForwardAgent stream to the client."""
+        agent_id = agent_id or "default"
+        if agent_id in self._agents:
+            return self._agents[agent_id]
+        if not (self.supports(svc.SSH_CHECK) and self.supports(svc.SSH_FORWARD)):
+            return None
+        check = self.channel.unary_unary(svc.SSH_CHECK, request_serializer=spb.CheckAgentRequest.SerializeToString,
+                                         response_deserializer=spb.CheckAgentResponse.FromString)
+        try:
+            await check(spb.CheckAgentRequest(ID=agent_id))
+        except grpc.aio.AioRpcError:
+            return None
+        if self._agent_dir is None:
+            self._agent_dir = Path(tempfile.mkdtemp(prefix="pbk-ssh-"))
+        path = self._agent_dir / f"{len(self._agents)}.sock"
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            call = self.channel.stream_stream(svc.SSH_FORWARD, request_serializer=spb.BytesMessage.SerializeToString,
+                                              response_deserializer=spb.BytesMessage.FromString)(
+                metadata=[(svc.KEY_SSH_ID, agent_id)])
+
+            async def downstream() -> None:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    while (msg := await call.read()) is not grpc.aio.EOF:
+                        writer.write(msg.data)
+                        await writer.drain()
+
+            task = asyncio.ensure_future(downstream())
+            try:
+                while data := await reader.read(1 << 16):
+                    await call.write(spb.BytesMessage(data=data))
+                await call.done_writing()
+                await asyncio.wait_for(task, 30)
+            except (grpc.aio.AioRpcError, asyncio.TimeoutError, ConnectionError):
+                pass
+            finally:
+                task.cancel()
+                call.cancel()
+                writer.close()
+
+        self._agent_servers.append(await asyncio.start_unix_server(forward, str(path)))
+        self._agents[agent_id] = path
+        return path
+
+    # -- outputs written on the client ---------------------------------------------------
+
+    async def send_directory(self, exporter_id: int, root: Path) -> None:
+        """FileSend for `local`: the roles of FileSync reversed (the daemon sends the tree)."""
+        self._require(svc.FILESEND_DIFFCOPY, "a place for the outputs")
+        call = self.channel.stream_stream(svc.FILESEND_DIFFCOPY, request_serializer=fpb.Packet.SerializeToString,
+                                          response_deserializer=fpb.Packet.FromString)(
+            metadata=[(svc.KEY_EXPORTER_ID, str(exporter_id))])
+
+        async def recv() -> fpb.Packet | None:
+            msg = await call.read()
+            return None if msg is grpc.aio.EOF else msg
+
+        try:
+            await send_tree(root, WalkOptions(), call.write, recv)
+            await call.done_writing()
+            code = await asyncio.wait_for(call.code(), 60)
+            if code != grpc.StatusCode.OK:
+                raise SessionError(f"the client failed to write the output: {await call.details()}")
+        except grpc.aio.AioRpcError as exc:
+            raise SessionError(f"sending the output to the client failed: {exc.details() or exc.code().name}") from None
+
+    def open_file_send(self, exporter_id: int) -> "FileSendWriter":
+        self._require(svc.FILESEND_DIFFCOPY, "a place for the outputs")
+        return FileSendWriter(self, exporter_id)
+
+    async def close(self) -> None:
+        self.closed.set()
+        for server in self._agent_servers:
+            server.close()
+        if self._agent_dir is not None:
+            shutil.rmtree(self._agent_dir, ignore_errors=True)
+        await self.channel.close()
+
+
+class FileSendWriter:
+    """A file object for exporters running in a thread: each write becomes BytesMessages."""
+
+    def __init__(self, session: Session, exporter_id: int) -> None:
+        self._session = session
+        self._call = session.channel.stream_stream(
+            svc.FILESEND_DIFFCOPY, request_serializer=spb.BytesMessage.SerializeToString,
+            response_deserializer=spb.BytesMessage.FromString)(metadata=[(svc.KEY_EXPORTER_ID, str(exporter_id))])
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        for start in range(0, len(view), 32 << 10):
+            chunk = bytes(view[start:start + (32 << 10)])
+            asyncio.run_coroutine_threadsafe(self._call.write(spb.BytesMessage(data=chunk)), self._session.loop).result()
+        self.written += len(view)
+        return len(view)
+
+    def flush(self) -> None:
+        pass
+
+    async def finish(self) -> None:
+        try:
+            await self._call.done_writing()
+            code = await asyncio.wait_for(self._call.code(), 60)
+            if code != grpc.StatusCode.OK:
+                raise SessionError(f"the client failed to write the output: {await self._call.details()}")
+        except grpc.aio.AioRpcError as exc:
+            raise SessionError(f"sending the output to the client failed: {exc.details() or exc.code().name}") from None
+
+
+class SessionLocals:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def sync(self, request: LocalSyncRequest, dest: Path) -> None:
+        self.session._blocking(self.session.diffcopy(request, dest))
+
+
+class SessionSecrets:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def get_secret(self, secret_id: str) -> bytes | None:
+        return await self.session.get_secret(secret_id)
+
+
+class SessionSSH:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def agent_socket(self, agent_id: str) -> Path | None:
+        return await self.session.agent_socket(agent_id)
+
+
+class SessionCredentials:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def credentials(self, host: str) -> tuple[str, str] | None:
+        return await self.session.credentials(host)
+
+
+class SessionManager:
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._arrived: dict[str, asyncio.Event] = {}
+
+    def _event(self, session_id: str) -> asyncio.Event:
+        return self._arrived.setdefault(session_id, asyncio.Event())
+
+    async def get(self, session_id: str, timeout: float = 5.0) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            try:
+                await asyncio.wait_for(self._event(session_id).wait(), timeout)
+            except asyncio.TimeoutError:
+                raise SessionError(f"no active session {session_id}: the client did not open it",
+                                   hint="the client must call Control.Session with this id") from None
+            session = self._sessions[session_id]
+        return session
+
+    async def handle(self, requests: AsyncIterator[bytes], metadata: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        session_id = _first(metadata, svc.HEADER_UUID)
+        if not session_id:
+            raise SessionError(f"session without {svc.HEADER_UUID}")
+        methods = metadata.get(svc.HEADER_METHOD, [])
+        methods = {m.lower() for m in (methods if isinstance(methods, list) else [methods])}
+        outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def send(data: bytes) -> None:
+            outgoing.put_nowait(data)
+
+        dialed = DialedChannel(requests, send)
+        channel = await dialed.start()
+        session = Session(session_id, _first(metadata, svc.HEADER_NAME), _first(metadata, svc.HEADER_SHARED_KEY),
+                          methods, channel, asyncio.get_running_loop())
+        self._sessions[session_id] = session
+        self._event(session_id).set()
+        asyncio.ensure_future(channel.channel_ready())  # connect now: the pump starts on accept
+        watchdog = asyncio.ensure_future(self._watch(session, dialed, outgoing))
+        try:
+            while True:
+                data = await outgoing.get()
+                if data is None:
+                    break
+                yield data
+        finally:
+            watchdog.cancel()
+            self._sessions.pop(session_id, None)
+            self._arrived.pop(session_id, None)
+            await session.close()
+            await dialed.close()
+
+    async def _watch(self, session: Session, dialed: DialedChannel, outgoing: asyncio.Queue[bytes | None]) -> None:
+        """Health-check the client while it is connected; a failed check or the stream ending
+        ends the session."""
+        check = session.channel.unary_unary(
+            svc.HEALTH_CHECK, request_serializer=spb.HealthCheckRequest.SerializeToString,
+            response_deserializer=spb.HealthCheckResponse.FromString)
+        try:
+            while not dialed.done.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(dialed.done.wait(), HEALTH_INTERVAL)
+                if dialed.done.is_set() or not session.supports(svc.HEALTH_CHECK):
+                    continue
+                try:
+                    await check(spb.HealthCheckRequest(), timeout=HEALTH_TIMEOUT)
+                except grpc.aio.AioRpcError as exc:
+                    log.info("session %s: health check failed (%s); closing it", session.id, exc.code().name)
+                    break
+        finally:
+            outgoing.put_nowait(None)

@@ -1,0 +1,112 @@
+"""HTTP/2 over a session stream, without writing HTTP/2 ourselves.
+
+A BuildKit session is one gRPC stream (`Control.Session`) whose messages are chunks of a byte
+stream; inside it the roles turn around: the client serves gRPC and the daemon is the client.
+Both ends here use real grpc.aio objects on a private unix socket, and a pump copies bytes between
+that socket's one connection and the session stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+CHUNK = 1 << 16
+CHANNEL_OPTIONS = [("grpc.default_authority", "localhost"), ("grpc.max_receive_message_length", 64 << 20),
+                   ("grpc.max_send_message_length", 64 << 20), ("grpc.enable_retries", 0),
+                   ("grpc.keepalive_time_ms", 0)]
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               incoming: AsyncIterator[bytes], send: Send) -> None:
+    """Copy socket -> `send` and `incoming` -> socket until either side ends."""
+
+    async def outward() -> None:
+        while data := await reader.read(CHUNK):
+            await send(data)
+
+    async def inward() -> None:
+        async for data in incoming:
+            if data:
+                writer.write(data)
+                await writer.drain()
+
+    tasks = [asyncio.ensure_future(outward()), asyncio.ensure_future(inward())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+class DialedChannel:
+    """The daemon's side: a grpc.aio channel whose only connection is the session stream."""
+
+    def __init__(self, incoming: AsyncIterator[bytes], send: Send) -> None:
+        self._incoming = incoming
+        self._send = send
+        self._dir = Path(tempfile.mkdtemp(prefix="pbk-session-"))
+        self._path = self._dir / "s.sock"
+        self._server: asyncio.AbstractServer | None = None
+        self._connected = asyncio.Event()
+        self.done = asyncio.Event()
+        self.channel: grpc.aio.Channel | None = None
+
+    async def start(self) -> grpc.aio.Channel:
+        self._server = await asyncio.start_unix_server(self._accept, str(self._path), limit=CHUNK)
+        self.channel = grpc.aio.insecure_channel(f"unix:{self._path}", options=CHANNEL_OPTIONS)
+        return self.channel
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connected.is_set():  # a reconnect: the session stream carries one connection
+            writer.close()
+            return
+        self._connected.set()
+        if self._server is not None:
+            self._server.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        try:
+            await pump(reader, writer, self._incoming, self._send)
+        finally:
+            self.done.set()
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+        if self._server is not None:
+            self._server.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self.done.set()
+
+
+class ServedOverStream:
+    """The client's side: a grpc.aio server for the attachables, reached through the stream."""
+
+    def __init__(self, handlers: list[grpc.GenericRpcHandler]) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="pbk-attach-"))
+        self._path = self._dir / "s.sock"
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS[1:3])
+        self.server.add_generic_rpc_handlers(tuple(handlers))
+        self.server.add_insecure_port(f"unix:{self._path}")
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def serve(self, incoming: AsyncIterator[bytes], send: Send) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(self._path), limit=CHUNK)
+        await pump(reader, writer, incoming, send)
+
+    async def close(self) -> None:
+        await self.server.stop(grace=0.5)
+        shutil.rmtree(self._dir, ignore_errors=True)
