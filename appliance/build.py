@@ -42,7 +42,7 @@ class BuildRequest:
     outputs: Sequence[Output] = ()
     entitlements: Sequence[str] = ()
     no_cache: bool = False
-    cache_exports: Sequence[tuple[str, Mapping[str, str]]] = ()
+    cache_exports: Sequence[tuple[str, Mapping[str, str]]] = ()  # (type, attrs), as --export-cache
     cache_imports: Sequence[tuple[str, Mapping[str, str]]] = ()
 
 
@@ -82,8 +82,14 @@ class Builder:
 
     def new_job(self, request: BuildRequest, providers: Providers, progress: ProgressWriter,
                 *, session_id: str = "") -> Job:
+        from pybuildkit.worker import remotecache
+
         for output in request.outputs:
             validate_output(output, require_dest=False)
+        for kind, attrs in request.cache_exports:  # checked before anything runs
+            remotecache.parse_export(kind, attrs)
+        for kind, attrs in request.cache_imports:
+            remotecache.parse_import(kind, attrs)
         return Job(progress, providers=providers, entitlements=request.entitlements, session_id=session_id)
 
     async def solve_and_export(self, request: BuildRequest, job: Job, platforms: Sequence[Platform],
@@ -97,6 +103,12 @@ class Builder:
             for definition in definitions:
                 for raw in getattr(definition, "def"):
                     definition.metadata[digest_of(raw)].ignore_cache = True
+        from pybuildkit.worker import remotecache
+
+        cache_exports = [remotecache.parse_export(kind, attrs) for kind, attrs in request.cache_exports]
+        cache_imports = [remotecache.parse_import(kind, attrs) for kind, attrs in request.cache_imports]
+        if cache_imports:
+            job.cache_sources = await remotecache.open_imports(self.worker, cache_imports, job)
         graphs = [load_definition(d) for d in definitions]
         try:
             solved = await asyncio.gather(*(self.solver.solve(g, job) for g in graphs))
@@ -108,8 +120,23 @@ class Builder:
                 raise
             raise located from exc
         results = [(p, s.result) for p, s in zip(platforms, solved)]
+        inline = None
+        if any(spec.type == "inline" for spec in cache_exports):
+            inline = self._inline_cache(list(solved))
+        job.inline_cache = inline  # type: ignore[attr-defined]  # read by the image exporter calls
         response = await self._export(request, results, list(image_configs), job)
+        response.update(await remotecache.export_caches(self.worker, cache_exports, solved, graphs, job))
         return BuildResult(response, results)
+
+    def _inline_cache(self, solved):
+        from pybuildkit.worker.remotecache.inline import records_for_image
+
+        def value(position: int, blobs, options) -> str | None:
+            return records_for_image(self.worker, solved[position], blobs, compression=options.compression,
+                                     level=options.compression_level, force=options.force_compression,
+                                     epoch=options.source_date_epoch if options.rewrite_timestamp else None)
+
+        return value
 
     async def run_frontend(self, request: BuildRequest, job: Job):
         return await self._frontend(request, job)
@@ -245,7 +272,8 @@ class Builder:
                     await asyncio.to_thread(export_tar, self.worker.snapshots, results, handle, platform_split=split)
         else:
             return await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
-                                      build_args_epoch=getattr(job, "build_args_epoch", None))
+                                      build_args_epoch=getattr(job, "build_args_epoch", None),
+                                      inline_cache=getattr(job, "inline_cache", None))
         return {}
 
     async def _export_to_session(self, session, index: int, kind: str, attrs: dict[str, str], results,
@@ -281,7 +309,8 @@ class Builder:
             response: dict[str, str] = {}
         else:
             response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
-                                          sink=writer, build_args_epoch=getattr(job, "build_args_epoch", None))
+                                          sink=writer, build_args_epoch=getattr(job, "build_args_epoch", None),
+                                          inline_cache=getattr(job, "inline_cache", None))
         await writer.finish()
         return response
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,15 +40,78 @@ class Result(Protocol):
     id: str
 
 
+@dataclass(frozen=True)
+class InputKey:
+    """One dependency of a cache key, as an exported cache record links it.
+
+    `key` is the dependency's output key, or for a content dependency the checksum of what
+    is read; `selector` is the digest of the selected paths ("" for the whole input)."""
+
+    key: str
+    selector: str = ""
+    content: bool = False
+    source: str = ""  # the dependency's output key (also for content dependencies)
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """What a vertex output's key is made of: its op's cache-map digest, the output index and
+    its dependencies. Remote caches store keys in this linked shape, as BuildKit's do."""
+
+    digest: str
+    index: int
+    inputs: tuple[InputKey, ...]
+
+
+@dataclass
+class SolvedKey:
+    """A vertex output seen by one solve: its key parts and its result (for cache export)."""
+
+    parts: KeyParts
+    vertex: str
+    result: Result | None = None
+
+
+class LazyResult:
+    """A result known from an imported cache: its content is fetched only when something reads it
+    (a step that runs on it, a content checksum, an exporter)."""
+
+    def __init__(self, result_id: str, load: Callable[[], Awaitable[Result]], blobs: Sequence[str] = ()) -> None:
+        self.id = result_id
+        self.blobs = tuple(blobs)  # digests of the layer blobs it would fetch, bottom first
+        self._load = load
+        self._lock = asyncio.Lock()
+        self._value: Result | None = None
+
+    async def get(self) -> Result:
+        async with self._lock:
+            if self._value is None:
+                self._value = await self._load()
+            return self._value
+
+
+class CacheSource(Protocol):
+    """An imported cache: finds a result for a key by its parts, without executing anything."""
+
+    def lookup(self, key: str, parts: KeyParts) -> LazyResult | None: ...
+
+
+async def materialize(result: Any) -> Any:
+    """The real result behind a possibly lazy one."""
+    return await result.get() if isinstance(result, LazyResult) else result
+
+
 class Job:
     """What one solve carries down to ops: its progress and the client's providers."""
 
     def __init__(self, progress: ProgressWriter, *, providers: Any = None,
-                 entitlements: Sequence[str] = (), session_id: str = "") -> None:
+                 entitlements: Sequence[str] = (), session_id: str = "",
+                 cache_sources: Sequence[CacheSource] = ()) -> None:
         self.progress = progress
         self.providers = providers
         self.entitlements = set(entitlements)
         self.session_id = session_id
+        self.cache_sources = list(cache_sources)
 
 
 class OpContext:
@@ -84,6 +147,12 @@ def output_key(base_key: str, index: int) -> str:
     return _digest("output", base_key, index)
 
 
+def selector_digest(selectors: Sequence[str]) -> str:
+    if not selectors:
+        return ""
+    return "sha256:" + hashlib.sha256("\x00".join(selectors).encode()).hexdigest()
+
+
 @dataclass
 class _Outcome:
     base_key: str
@@ -102,6 +171,8 @@ class SolveResult:
     result: Result | None
     cached_vertices: set[str] = field(default_factory=set)
     executed_vertices: set[str] = field(default_factory=set)
+    keys: dict[str, SolvedKey] = field(default_factory=dict)  # output key -> its parts and result
+    result_key: str = ""
 
 
 class Solver:
@@ -134,7 +205,8 @@ class Solver:
             raise
         if index >= len(done.results):
             raise SolveError(f"invalid output index {index} for {vertex.digest}", vertex=vertex.digest)
-        outcome.result = done.results[index]
+        outcome.result = await materialize(done.results[index])
+        outcome.result_key = output_key(done.base_key, index)
         return outcome
 
     async def _vertex(self, vertex: Vertex, job: Job, schedule, outcome: SolveResult) -> _Outcome:
@@ -153,19 +225,11 @@ class Solver:
         job.progress.vertex(event)
         try:
             cache_map = await impl.cache_map(ctx, inputs)
-            input_keys = []
-            for position, ((_child, index), child_outcome) in enumerate(zip(vertex.inputs, input_outcomes)):
-                dep = cache_map.deps[position] if position < len(cache_map.deps) else Dep()
-                if dep.content:
-                    key = await self.worker.content_checksum(inputs[position], dep)
-                else:
-                    key = output_key(child_outcome.base_key, index)
-                input_keys.append([key, list(dep.selectors)])
-            base_key = _digest("vertex", cache_map.digest, input_keys)
+            base_key, all_parts = await self._keys(vertex, cache_map, inputs, input_outcomes, job)
             shared = self._inflight.get(base_key)
             if shared is None:
                 shared = _Shared(asyncio.ensure_future(
-                    self._compute(vertex, impl, ctx, inputs, base_key)))
+                    self._compute(vertex, impl, ctx, inputs, base_key, all_parts)))
                 self._inflight[base_key] = shared
                 shared.task.add_done_callback(lambda _t, k=base_key: self._inflight.pop(k, None))  # type: ignore[misc]
             shared.waiters += 1
@@ -201,14 +265,47 @@ class Solver:
         event.cached = result.cached
         job.progress.vertex(event)
         (outcome.cached_vertices if result.cached else outcome.executed_vertices).add(vertex.digest)
+        for parts, produced in zip(all_parts, result.results):
+            outcome.keys[output_key(base_key, parts.index)] = SolvedKey(parts, vertex.digest, produced)
         return result
 
+    async def _keys(self, vertex: Vertex, cache_map: CacheMap, inputs: list[Result | None],
+                    input_outcomes: Sequence[_Outcome], job: Job) -> tuple[str, list[KeyParts]]:
+        """The vertex's key. Content dependencies are checksummed, except that an input still
+        lazy (imported, not fetched) is first tried by its producer's key, as BuildKit tries
+        fast keys before slow ones: a hit then needs none of that input's layers."""
+        deps = [cache_map.deps[p] if p < len(cache_map.deps) else Dep() for p in range(len(vertex.inputs))]
+        sources = [output_key(o.base_key, index) for (_, index), o in zip(vertex.inputs, input_outcomes)]
+        count = output_count(vertex)
+        lazy = [dep.content and isinstance(inputs[p], LazyResult) for p, dep in enumerate(deps)]
+        if job.cache_sources and not vertex.ignore_cache and any(lazy):
+            fast = [InputKey(src, selector_digest(dep.selectors), False, src) for dep, src in zip(deps, sources)]
+            fast_key = _digest("vertex-by-producer", cache_map.digest, [[k.key, k.selector] for k in fast])
+            fast_parts = [KeyParts(cache_map.digest, i, tuple(fast)) for i in range(count)]
+            if self._lookup_imported(fast_key, vertex, fast_parts, job.cache_sources) is not None:
+                return fast_key, fast_parts
+        input_keys = []
+        linked: list[InputKey] = []
+        for position, (dep, source) in enumerate(zip(deps, sources)):
+            if dep.content:
+                inputs[position] = await materialize(inputs[position])
+                key = await self.worker.content_checksum(inputs[position], dep)
+            else:
+                key = source
+            input_keys.append([key, list(dep.selectors)])
+            linked.append(InputKey(key, selector_digest(dep.selectors), dep.content, source))
+        base_key = _digest("vertex", cache_map.digest, input_keys)
+        return base_key, [KeyParts(cache_map.digest, i, tuple(linked)) for i in range(count)]
+
     async def _compute(self, vertex: Vertex, impl: OpImpl, ctx: OpContext,
-                       inputs: list[Result | None], base_key: str) -> _Outcome:
+                       inputs: list[Result | None], base_key: str, parts: list[KeyParts]) -> _Outcome:
+        # imported caches see every key, so their records' links can match this key's dependents
+        imported = self._lookup_imported(base_key, vertex, parts, ctx.job.cache_sources)
         if not vertex.ignore_cache:
-            cached = self._lookup(base_key, vertex)
+            cached = self._lookup(base_key, vertex) or imported
             if cached is not None:
                 return _Outcome(base_key, cached, True)
+        inputs = [await materialize(i) for i in inputs]
         async with self._limit:
             results = await impl.execute(ctx, inputs)
         crashpoint(SNAPSHOT_COMMITTED_NO_RECORD)
@@ -229,6 +326,26 @@ class Solver:
                 return None
             results.append(result)
         return results
+
+
+    def _lookup_imported(self, base_key: str, vertex: Vertex, parts: list[KeyParts],
+                         sources: Sequence[CacheSource]) -> list[Result] | None:
+        """A hit in an imported cache; each result is fetched when first read, then recorded
+        locally so the next build finds it without the import."""
+        for source in sources:
+            found = [source.lookup(output_key(base_key, p.index), p) for p in parts]
+            if all(f is not None for f in found):
+                return [self._record_when_loaded(output_key(base_key, p.index), vertex, f)
+                        for p, f in zip(parts, found) if f is not None]
+        return None
+
+    def _record_when_loaded(self, key: str, vertex: Vertex, remote: LazyResult) -> LazyResult:
+        async def load() -> Result:
+            result = await remote.get()
+            self.cache.save(key, result.id, vertex.digest)
+            return result
+
+        return LazyResult(remote.id, load, remote.blobs)
 
 
 def output_count(vertex: Vertex) -> int:

@@ -28,6 +28,10 @@ class CacheMounts:
         root.mkdir(parents=True, exist_ok=True)
         self._slots: dict[str, _Slot] = {}
 
+    def directory(self, cache_id: str) -> Path:
+        """Where the first instance of a cache mount lives (what cache export and import use)."""
+        return self.root / f"{hashlib.sha256(cache_id.encode()).hexdigest()[:24]}-0"
+
     def _dir(self, key: str, instance: int) -> tuple[Path, bool]:
         path = self.root / f"{key}-{instance}"
         created = False

@@ -229,6 +229,7 @@ async def _connected(args: argparse.Namespace, address: str):
 
 async def _remote_build(args: argparse.Namespace, address: str) -> int:
     from pybuildkit.appliance.build import CHECK_RESULT_TEXT
+    from pybuildkit.appliance.cache_options import parse_cache_options
     from pybuildkit.appliance.client.solve import SolveOptions, run_solve
     from pybuildkit.appliance.epoch import with_env_epoch
     from pybuildkit.appliance.progressui import display, make_printer
@@ -248,7 +249,9 @@ async def _remote_build(args: argparse.Namespace, address: str) -> int:
         exporters = [(o.type, {k: v for k, v in o.attrs.items() if not (k == "dest" and o.type in CLIENT_SIDE)})
                      for o in outputs]
         opts = SolveOptions(definition=definition, frontend=args.frontend, frontend_attrs=attrs,
-                            exporters=exporters, entitlements=args.allow, session_id=session.session_id)
+                            exporters=exporters, entitlements=args.allow, session_id=session.session_id,
+                            cache_exports=parse_cache_options(args.export_cache, "--export-cache"),
+                            cache_imports=parse_cache_options(args.import_cache, "--import-cache"))
         printer = make_printer(args.progress, sys.stderr)
         progress = ProgressWriter()
         shown = asyncio.ensure_future(display(progress.subscribe(), printer))

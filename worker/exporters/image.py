@@ -22,16 +22,20 @@ from pybuildkit.worker.snapshot.store import Snapshot
 async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        results: Sequence[tuple[Platform, Snapshot | None]],
                        image_configs: Sequence[dict | None], job, *, vertex: str = "", sink=None,
-                       build_args_epoch: str | None = None, layout_dir: Path | None = None) -> dict[str, str]:
+                       build_args_epoch: str | None = None, layout_dir: Path | None = None,
+                       inline_cache=None) -> dict[str, str]:
     """`sink`: a file object that receives the oci/docker tarball instead of `dest` (the
     daemon's writer into the client's session); `layout_dir`: where a `tar=false` layout goes
     instead of `dest` (a directory the daemon then sends to the client). `build_args_epoch`: the
-    build's `build-arg:SOURCE_DATE_EPOCH`, used unless the output sets `source-date-epoch`."""
+    build's `build-arg:SOURCE_DATE_EPOCH`, used unless the output sets `source-date-epoch`.
+    `inline_cache(result_index, layer_blobs, options)` gives the value of the config's inline
+    cache key."""
     options = parse_image_options(kind, attrs, build_args_epoch=build_args_epoch)
     if kind == "docker" and len(results) > 1:
         raise BuildError("docker exporter does not currently support exporting manifest lists",
                          hint="use --output type=oci for a multi-platform tarball")
-    root, config_digest = await asyncio.to_thread(build_image, worker, options, results, image_configs, job, vertex)
+    root, config_digest = await asyncio.to_thread(build_image, worker, options, results, image_configs, job, vertex,
+                                                  inline_cache)
     response = {"containerimage.digest": root.digest, "containerimage.config.digest": config_digest,
                 "containerimage.descriptor": base64.b64encode(json.dumps(root.to_json()).encode()).decode()}
     names = list(options.names)
@@ -61,14 +65,15 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
     return response
 
 
-def build_image(worker, options: ImageOptions, results, image_configs, job, vertex: str = "") -> tuple[Descriptor, str]:
+def build_image(worker, options: ImageOptions, results, image_configs, job, vertex: str = "",
+                inline_cache=None) -> tuple[Descriptor, str]:
     layers = LayerExporter(worker)
     store = worker.content
     oci = options.oci_mediatypes
     epoch = options.source_date_epoch
     manifests: list[Descriptor] = []
     config_digest = ""
-    for (platform, snapshot), base_config in zip(results, image_configs):
+    for position, ((platform, snapshot), base_config) in enumerate(zip(results, image_configs)):
         started = now_ns()
         status = StatusEvent(id=f"exporting layers {platform}", vertex=vertex,
                              name=f"exporting layers {platform}" if len(results) > 1 else "exporting layers",
@@ -80,6 +85,9 @@ def build_image(worker, options: ImageOptions, results, image_configs, job, vert
         job.progress.status(status)
         crashpoint(MID_EXPORT)
         config = docs.image_config(base_config, platform, blobs, epoch=epoch)
+        inline = inline_cache(position, blobs, options) if inline_cache is not None else None
+        if inline:
+            config["moby.buildkit.cache.v0"] = inline
         config_bytes = docs.canonical_json(config)
         config_digest = store.put_bytes(config_bytes)
         config_desc = Descriptor(docs.OCI_CONFIG if oci else docs.DOCKER_CONFIG, config_digest, len(config_bytes))

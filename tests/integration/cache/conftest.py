@@ -1,0 +1,2 @@
+"""Cache tests reuse the engine tests' `pybuildctl` runner."""
+from tests.integration.engine.conftest import pybuildctl  # noqa: F401  (a fixture)
