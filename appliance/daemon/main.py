@@ -69,12 +69,44 @@ def _inherited_listeners(args: argparse.Namespace) -> list[tuple[str, object]]:
     return []
 
 
-def _platform_probe(worker) -> list[str]:
+def _platform_probe(root: Path) -> list[str]:
+    """The proven platforms, remembered per boot and per set of binfmt handlers (running the
+    probe programs costs a few hundred milliseconds under emulation)."""
+    import hashlib
+    import json
+
+    from pybuildkit.binfmt.emulator import BINFMT_MISC
+    from pybuildkit.binfmt.probe import supported_platforms
+
+    key = hashlib.sha256()
     try:
-        from pybuildkit.binfmt.probe import supported_platforms
-    except ImportError:
-        return [str(worker.platform)]
-    return list(supported_platforms())
+        key.update(Path("/proc/sys/kernel/random/boot_id").read_bytes())
+        for entry in sorted(BINFMT_MISC.iterdir()):
+            key.update(entry.name.encode() + entry.read_bytes())
+    except OSError:
+        pass
+    key.update(shutil.which("qemu-aarch64-static", path="/usr/bin") and b"qemu" or b"")
+    cache = root / "platforms.json"
+    try:
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key.hexdigest():
+            return list(saved["platforms"])
+    except (OSError, ValueError, KeyError):
+        pass
+    platforms = list(supported_platforms())
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key.hexdigest(), "platforms": platforms}))
+    os.replace(tmp, cache)
+    return platforms
+
+
+def _private_binfmt(args: argparse.Namespace) -> None:
+    """In the rootless namespace: our own binfmt_misc instance, no root step needed."""
+    if not args.rootless_child:
+        return
+    from pybuildkit.binfmt.rootless import setup_private_binfmt
+
+    log.info("%s", setup_private_binfmt().summary())
 
 
 async def _health_check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -111,9 +143,10 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     inherited = _inherited_listeners(args)
     notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
+    await asyncio.to_thread(_private_binfmt, args)
     builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m))
     worker = builder.worker
-    platforms = await asyncio.to_thread(_platform_probe, worker)
+    platforms = await asyncio.to_thread(_platform_probe, config.root)
     jobs = Jobs()
     sessions = None
     try:

@@ -1,5 +1,5 @@
 """Running build steps in containers with crun or runc (see runner.Executor)."""
-from pybuildkit.worker.executor.emulator import EmulatorPolicy
+from pybuildkit.binfmt.emulator import EmulatorPolicy
 from pybuildkit.worker.executor.runner import Executor
 from pybuildkit.worker.executor.runtime import ExecutorError, in_user_namespace
 from pybuildkit.worker.executor.types import (

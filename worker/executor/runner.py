@@ -18,12 +18,13 @@ from typing import TypeVar
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker import process
-from pybuildkit.worker.executor.emulator import EmulatorPolicy, runs_natively
+from pybuildkit.binfmt.emulator import EmulatorPolicy, runs_natively
 from pybuildkit.worker.executor.hosts import write_host_files
 from pybuildkit.worker.executor.mounts import MountStubs
 from pybuildkit.worker.executor.network import resolver_mode
 from pybuildkit.worker.executor.runtime import (
     RUNTIMES,
+    ExecutorError,
     Runtime,
     in_user_namespace,
     probe_runtime,
@@ -161,11 +162,11 @@ class Executor:
     def _emulator(self, arch: str | None, notes: list[Note]) -> Path | None:
         emulator = self._emulators.emulator_for(arch)
         if arch and emulator is None and not runs_natively(arch) and not self._emulators.handler_check(arch):
-            notes.append((f"no-emulator-{arch}",
-                          (f"executor: no binfmt_misc handler and no QEMU emulator for {arch}: steps for "
-                           "that platform will fail with 'exec format error' (install qemu-user-static or "
-                           "register binfmt handlers)")))
-        elif emulator is not None:
+            raise ExecutorError(
+                f"cannot run steps for platform linux/{arch} here: no binfmt_misc handler is registered for "
+                "it and no QEMU emulator is installed",
+                hint=f"apt install qemu-user-static, or register a handler with `pybuildkit-binfmt install {arch}`")
+        if emulator is not None:
             notes.append((f"emulator-{arch}",
                           f"executor: running {arch} steps through {emulator} (no binfmt_misc handler registered)"))
         return emulator

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pybuildkit.worker.executor import EmulatorPolicy, ExecRequest, Executor
-from pybuildkit.worker.executor.emulator import find_emulator, has_binfmt_handler, native_arch
+from pybuildkit.binfmt.emulator import find_emulator, has_binfmt_handler, native_arch
 
 from .conftest import FIXTURES, make_busybox_rootfs
 

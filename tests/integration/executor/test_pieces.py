@@ -9,7 +9,7 @@ import pytest
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.executor import ExecRequest, Mount, NetMode, SecurityMode
-from pybuildkit.worker.executor.emulator import BinfmtEntry, elf_header, has_binfmt_handler, read_binfmt_entries
+from pybuildkit.binfmt.emulator import BinfmtEntry, elf_header, has_binfmt_handler, read_binfmt_entries
 from pybuildkit.worker.executor.hosts import hosts_content, host_resolv_conf, resolv_content
 from pybuildkit.worker.executor.mounts import MountStubs, dedup
 from pybuildkit.worker.executor.runtime import CgroupLayout, cgroup_layout, exit_zero_elf, in_user_namespace
