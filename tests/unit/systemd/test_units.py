@@ -57,7 +57,11 @@ def test_the_service_runs_the_rootless_daemon_as_its_own_user_with_notify() -> N
     assert (service["Type"], service["NotifyAccess"], service["Delegate"]) == ("notify", "all", "yes")
     assert service["ExecStart"].startswith("/usr/bin/pybuildkitd --rootless ")
     assert service["StateDirectory"] == "pybuildkit" and service["WatchdogSec"]
-    assert "NoNewPrivileges" not in service  # newuidmap is setuid: rootlesskit needs it
+    # newuidmap is setuid: rootlesskit needs it, so nothing may imply NoNewPrivileges
+    implying = {"NoNewPrivileges", "ProtectClock", "ProtectHostname", "LockPersonality", "RestrictRealtime",
+                "SystemCallFilter", "SystemCallArchitectures", "RestrictNamespaces", "MemoryDenyWriteExecute",
+                "ProtectKernelModules", "ProtectKernelTunables", "PrivateDevices", "RestrictAddressFamilies"}
+    assert not implying & set(service)
 
 
 def test_sysusers_and_tmpfiles_create_the_user_and_its_state() -> None:
