@@ -315,7 +315,14 @@ def _client_session(args: argparse.Namespace, outputs):
     dirs = parse_locals(args.local)
     dirs.update({OCI_LAYOUT_DIR_PREFIX + name: path
                  for name, path in parse_locals(args.oci_layout, "--oci-layout").items()})
-    return ClientSession(dirs=dirs, secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+    import hashlib
+    import json
+
+    # one key per machine and set of client directories, so a rebuild reuses the daemon's
+    # mirror of them and only changed files travel (BuildKit keys mirrors by the shared key)
+    named = sorted((name, str(path)) for name, path in dirs.items())
+    shared_key = hashlib.sha256(json.dumps([os.uname().nodename, named]).encode()).hexdigest()[:32]
+    return ClientSession(shared_key=shared_key, dirs=dirs, secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
                          credentials=DockerConfigCredentials(), outputs=targets)
 
 

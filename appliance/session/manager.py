@@ -240,6 +240,7 @@ class FileSendWriter:
 class SessionLocals:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.shared_key = session.shared_key
 
     def sync(self, request: LocalSyncRequest, dest: Path):
         return self.session._blocking(self.session.diffcopy(request, dest))

@@ -38,14 +38,22 @@ class LocalSource:
         self.request = LocalSyncRequest(
             self.name, _patterns(attrs, "local.includepattern"), _patterns(attrs, "local.excludepatterns"),
             _patterns(attrs, "local.followpaths"))
-        self.shared_key = "|".join([self.name, attrs.get("local.sharedkeyhint", ""),
-                                    attrs.get("local.session", "")])
+        self._hint = attrs.get("local.sharedkeyhint", "")
+        self._session = attrs.get("local.session", "")
+        self.shared_key = ""
         self.checksum = ""
+
+    def _mirror_key(self, providers) -> str:
+        """BuildKit's `<name>:<sharedkeyhint>:<session shared key>`: successive sessions of one
+        client share a mirror, so an unchanged context is not sent again."""
+        owner = getattr(getattr(providers, "locals", None), "shared_key", None)
+        return "|".join([self.name, self._hint, self._session if owner is None else f"shared:{owner}"])
 
     async def cache_map(self, ctx: OpContext, inputs: Sequence[object]) -> CacheMap:
         providers = ctx.job.providers
         if providers is None or providers.locals is None:
             raise BuildError(f"local source {self.name!r} needs a client session with local directories")
+        self.shared_key = self._mirror_key(providers)
         mirror = self.worker.local_mirror(self.shared_key, self.request)
         async with self.worker.local_lock(mirror):
             started = now_ns()
@@ -64,7 +72,7 @@ class LocalSource:
         return CacheMap(digest)
 
     async def execute(self, ctx: OpContext, inputs: Sequence[object]) -> list[Snapshot]:
-        mirror = self.worker.local_mirror(self.shared_key, self.request)
+        mirror = self.worker.local_mirror(self.shared_key or self._mirror_key(ctx.job.providers), self.request)
         async with self.worker.local_lock(mirror):
             snap = await asyncio.to_thread(
                 self.worker.snapshots.import_directory, mirror, None,

@@ -96,3 +96,30 @@ def test_du_lists_records_and_prune_empties_the_cache(ctl, daemon: Daemon, base_
     # the cache is really gone: the same build runs its steps again
     again = ctl("build", "--progress", "plain", "--output", f"type=local,dest={tmp_path / 'p'}", stdin=definition)
     assert "CACHED" not in again.stderr.decode().split("branch 0")[1].split("\n")[0]
+
+
+def test_a_rebuild_sends_only_the_files_that_changed(ctl, base_image: str, tmp_path: Path) -> None:
+    """The daemon keeps a mirror of the client's context keyed by the session's shared key
+    (BuildKit's `<name>:<sharedkeyhint>:<shared key>`): a new session of the same client
+    re-sends only files whose metadata changed (compat README §4)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base_image}\nCOPY . /ctx/\n")
+    (ctx / "big.bin").write_bytes(b"x" * 1_000_000)
+    (ctx / "small.txt").write_text("one\n")
+
+    def transferred() -> int:
+        proc = ctl("build", "--frontend", "dockerfile.v0", "--local", f"context={ctx}", "--local",
+                   f"dockerfile={ctx}", "--progress", "rawjson")
+        total = 0
+        for line in proc.stderr.decode().splitlines():
+            if line.startswith("{"):
+                for status in json.loads(line).get("statuses", []):
+                    if status.get("id") == "transferring context" and status.get("completed"):
+                        total = int(status.get("current", 0))
+        return total
+
+    assert transferred() >= 1_000_000
+    assert transferred() == 0
+    (ctx / "small.txt").write_text("two, longer\n")
+    assert 0 < transferred() < 1_000
