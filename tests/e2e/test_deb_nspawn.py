@@ -120,8 +120,8 @@ def test_a_plain_user_builds_three_platforms_and_pushes_zstd_to_two_registries(
         tls_flag = ["--tls-verify=false"]  # what is checked here is the content, not the certificate
         index = json.loads(skopeo("inspect", "--raw", *tls_flag, *creds, f"docker://{host}/e2e/app:1"))
         assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64", "s390x"]
-        arm = json.loads(skopeo("inspect", "--raw", *tls_flag, *creds, "--override-arch", "arm64",
-                                f"docker://{host}/e2e/app:1"))
+        arm_digest = next(m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == "arm64")
+        arm = json.loads(skopeo("inspect", "--raw", *tls_flag, *creds, f"docker://{host}/e2e/app@{arm_digest}"))
         assert arm["layers"][-1]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
     out = tmp_path / "arm64"
     skopeo("copy", "--src-tls-verify=false", "--override-arch", "arm64", "--dest-decompress",
