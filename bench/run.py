@@ -227,10 +227,10 @@ def summarize_profile(path: Path, top: int = 25) -> str:
             continue
         count = int(count_text)
         samples += count
-        frames = [f for f in stack.split(";") if f]
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
         if frames:
             own[_frame_name(frames[-1])] += count
-        for name in {_frame_name(f) for f in frames if "pybuildkit" in f or "/wt/" in f or "/work/" in f}:
+        for name in {_frame_name(f) for f in frames if _OWN_FRAME.search(f)}:
             total[name] += count
     if not samples:
         return "  (no samples)"
@@ -241,12 +241,12 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+_OWN_FRAME = re.compile(r"\((appliance|binfmt|frontend|solver|worker)/")  # py-spy names files by package path
+
+
 def _frame_name(frame: str) -> str:
-    """'func (path/to/file.py:12)' -> 'func (file.py)': lines vary, functions do not."""
-    match = re.match(r"(.*?) \((.*?)(?::\d+)?\)$", frame)
-    if not match:
-        return frame
-    return f"{match.group(1)} ({Path(match.group(2)).name})"
+    """'func (worker/ops/exec_op.py:12)' -> 'func (worker/ops/exec_op.py)': lines vary, functions do not."""
+    return re.sub(r":\d+\)$", ")", frame)
 
 
 def main() -> None:
