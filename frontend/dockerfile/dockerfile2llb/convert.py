@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch
+from pybuildkit.frontend.dockerfile.dockerfile2llb.encoding import check_utf8
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, parse_instruction
 from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
 from pybuildkit.frontend.dockerfile.shell import Lex, ShellError, env_from_list
+from pybuildkit.frontend.dockerfile.shell.lex import DEFAULT_MAX_EXPANSION
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.llb.imageref import InvalidReferenceError, normalize_image_ref
 from pybuildkit.solver.platforms import Platform, PlatformError, parse_platform
@@ -36,6 +38,7 @@ class Options:
     network: str | None
     shm_size: int | None
     ulimits: list[tuple[str, int, int]]
+    max_expansion: int = DEFAULT_MAX_EXPANSION  # characters a word may gain from variables
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Converter:
         except DockerfileParseError as exc:
             raise DockerfileError(exc.message, filename=filename, start_line=exc.start_line,
                                   end_line=exc.end_line) from None
+        check_utf8(dockerfile if isinstance(dockerfile, bytes) else dockerfile.encode("utf-8", "surrogateescape"),
+                   result.ast, filename)
         self.escape = result.escape_token
         self.warnings = result.warnings
         self.directives = result.directives
@@ -88,7 +93,7 @@ class Converter:
         self.multi_platform = len(options.platforms) > 1
 
     def lex(self) -> Lex:
-        return Lex(self.escape)
+        return Lex(self.escape, max_expansion=self.options.max_expansion)
 
     def expand(self, word: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
         try:
