@@ -62,7 +62,8 @@ def _classify(run, *args) -> Outcome:
         run(*args)
         kind, detail = Kind.converted, ""
     except BuildError as exc:
-        kind, detail = Kind.clean, str(exc)[:300]
+        place = f"{exc.filename}:{exc.start_line}: " if getattr(exc, "start_line", 0) else ""
+        kind, detail = Kind.clean, (place + str(exc))[:400]
     except Exception as exc:  # noqa: BLE001 - the point is to catch what leaked
         kind = Kind.uncaught
         detail = f"{type(exc).__name__}: {str(exc)[:200]}\n" + "".join(traceback.format_tb(exc.__traceback__)[-4:])

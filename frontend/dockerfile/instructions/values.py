@@ -18,19 +18,23 @@ def is_number(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
 def parse_int(what: str, text: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """`text` as a decimal integer; `what` names the flag or field in the error (`--retries`)."""
     if _DECIMAL.fullmatch(text) is None:
-        raise DockerfileError(f"invalid value {text!r} for {what}: expected an integer")
+        raise DockerfileError(f"invalid value {_shown(text)} for {what}: expected an integer")
     value = int(text)
     if minimum is not None and value < minimum or maximum is not None and value > maximum:
         low = "" if minimum is None else f" from {minimum}"
         high = "" if maximum is None else f" to {maximum}"
-        raise DockerfileError(f"invalid value {text!r} for {what}: expected an integer{low}{high}")
+        raise DockerfileError(f"invalid value {_shown(text)} for {what}: expected an integer{low}{high}")
     return value
 
 
 def parse_octal(what: str, text: str) -> int:
     if _OCTAL.fullmatch(text) is None:
-        raise DockerfileError(f"invalid value {text!r} for {what}: expected an octal number")
+        raise DockerfileError(f"invalid value {_shown(text)} for {what}: expected an octal number")
     return int(text, 8)
