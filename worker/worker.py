@@ -68,7 +68,7 @@ class Worker:
         """Bring the root back to a consistent state after a crash: first reap what a killed
         predecessor left running or mounted (worker/recovery.py), then let each store repair
         itself. Logs one line of what was removed."""
-        report = recover(self.config.root, runtime_roots=[self.executor.runtime_root],
+        reaped = recover(self.config.root, runtime_roots=[self.executor.runtime_root],
                          bundles=[self.executor.bundles], scratch=[self.run_dir])
         notes = self.snapshots.check()
         report = self.content.check(repair=True)
@@ -76,10 +76,10 @@ class Worker:
         dropped = self.cache.drop_dangling(self.snapshots.exists)
         if dropped:
             notes.append(f"dropped {dropped} cache records without a snapshot")
-        if not report.empty or notes:
+        if not reaped.empty or notes:
             extra = f", {len(notes)} store repairs ({'; '.join(notes)[:300]})" if notes else ""
-            self.log(f"recovered {self.config.root}: removed {report.summary()}{extra}")
-        return [f"removed {report.summary()}"] * (not report.empty) + notes
+            self.log(f"recovered {self.config.root}: removed {reaped.summary()}{extra}")
+        return [f"removed {reaped.summary()}"] * (not reaped.empty) + notes
 
     def close(self) -> None:
         self.snapshots.close()
