@@ -19,8 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fuzz.harness import Kind, run_definition, run_frontend, seed_dockerfiles  # noqa: E402
-from tests.fuzz.mutate import generate_definition, generate_dockerfile, mutate_bytes  # noqa: E402
+from tests.fuzz.harness import Kind, run_definition, run_frontend, seed_dockerfiles
+from tests.fuzz.mutate import generate_definition, generate_dockerfile, mutate_bytes
 
 
 def draw(number: int, seed: int, seeds: list[bytes]) -> tuple[str, bytes]:

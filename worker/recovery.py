@@ -89,7 +89,7 @@ def _runtime(binary: str, state_root: Path, *args: str) -> subprocess.CompletedP
     argv = [binary, "--root", str(state_root)]
     if os.path.basename(binary) == "crun":
         argv.append("--cgroup-manager=disabled")
-    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def reap_containers(state_roots: Iterable[Path]) -> list[str]:
@@ -114,7 +114,7 @@ def reap_containers(state_roots: Iterable[Path]) -> list[str]:
 
 
 def _clear(directory: Path, keep: Iterable[str] = ()) -> list[str]:
-    removed = []
+    removed: list[str] = []
     if not directory.is_dir():
         return removed
     kept = set(keep)

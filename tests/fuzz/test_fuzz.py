@@ -7,7 +7,13 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import Kind, Outcome, run_definition, run_frontend, seed_dockerfiles
+from tests.fuzz.harness import (
+    Kind,
+    Outcome,
+    run_definition,
+    run_frontend,
+    seed_dockerfiles,
+)
 from tests.fuzz.mutate import generate_definition, generate_dockerfile, mutate_bytes
 
 SEEDS = seed_dockerfiles() or [b"FROM scratch\nRUN echo hi\n"]

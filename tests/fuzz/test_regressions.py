@@ -3,9 +3,9 @@ exact input shape: each must end in a typed error naming the place, quickly and 
 from __future__ import annotations
 
 import pytest
-
 from pybuildkit.solver.definition import load_definition, parse_definition
 from pybuildkit.solver.errors import BuildError, InvalidDefinitionError
+
 from tests.fuzz.harness import Kind, run_definition, run_frontend
 
 
@@ -119,3 +119,12 @@ def test_garbage_definition_bytes_are_a_clean_error() -> None:
     with pytest.raises(InvalidDefinitionError):
         parse_definition(b"\x0a\xff\xff\xff\xff\x0f")
     assert run_definition(b"\x0a" * 1000).kind == Kind.clean
+
+
+def test_undecodable_bytes_in_a_heredoc_comment_line_are_reported() -> None:
+    message = _rejected(b"FROM scratch\nRUN <<EOF\n#!/bin/\xd8wk\nEOF\n")
+    assert "invalid UTF-8 byte d8 at line 3" in message
+
+
+def test_long_unknown_instruction_is_rejected_quickly() -> None:
+    assert "unknown instruction" in _rejected(b"FROM scratch\n" + b"${A:-" * 10000 + b"\n")

@@ -20,7 +20,8 @@ def check_utf8(dockerfile: bytes, ast: Node, filename: str) -> None:
             if not 0 < number <= len(lines):
                 continue
             line = lines[number - 1]
-            if line.isascii() or line.lstrip(b" \t").startswith(b"#"):
+            # '#' lines are comments, except in heredoc bodies, where they are content
+            if line.isascii() or (not child.heredocs and line.lstrip(b" \t").startswith(b"#")):
                 continue
             try:
                 line.decode("utf-8")

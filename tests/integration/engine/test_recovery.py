@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.worker.recovery import RUNTIMES, mounts_under
+
 from tests.conftest import require_root
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
@@ -26,7 +27,7 @@ def _containers(state_root: Path) -> list[dict]:
         if binary is None or not state_root.is_dir():
             continue
         listing = subprocess.run([binary, "--root", str(state_root), "list", "--format", "json"],
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, check=False)
         if listing.returncode == 0 and listing.stdout.strip() not in ("", "null"):
             found += json.loads(listing.stdout)
     return found
