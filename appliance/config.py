@@ -40,12 +40,19 @@ class GRPCConfig:
 
 
 @dataclass(frozen=True)
+class FrontendConfig:
+    """`[frontend]`: bounds on what one Dockerfile may make the frontend do."""
+    max_expansion_size: int = 1 << 20  # characters one word may gain from ${...} (shell.lex)
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     insecure_entitlements: tuple[str, ...] = ()
     registries: Mapping[str, RegistryHostConfig] = field(default_factory=dict)
     worker: OCIWorkerConfig = field(default_factory=OCIWorkerConfig)
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
     debug: bool = False
     source: Path | None = None
 
@@ -130,6 +137,11 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
     addresses = grpc.get("address", [])
     if isinstance(addresses, str):
         addresses = [addresses]
+    frontend = expect(data.get("frontend", {}), dict, "frontend")
+    max_expansion = expect(frontend.get("max-expansion-size", FrontendConfig.max_expansion_size), int,
+                           "frontend.max-expansion-size")
+    if max_expansion < 1:
+        raise ConfigError(f"{where}: frontend.max-expansion-size must be at least 1")
     config_root = data.get("root")
     if config_root is not None:
         expect(config_root, str, "root")
@@ -139,6 +151,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         registries=registries,
         worker=worker,
         grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid")),
+        frontend=FrontendConfig(max_expansion_size=max_expansion),
         debug=bool(data.get("debug", False)),
         source=source,
     )

@@ -55,3 +55,10 @@ def test_wrong_type_names_the_key() -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_frontend_expansion_bound_defaults_to_one_mebi_and_is_configurable(tmp_path: Path) -> None:
+    assert parse_config({}, root=tmp_path).frontend.max_expansion_size == 1 << 20
+    assert parse_config({"frontend": {"max-expansion-size": 4096}}, root=tmp_path).frontend.max_expansion_size == 4096
+    with pytest.raises(ConfigError, match="frontend.max-expansion-size"):
+        parse_config({"frontend": {"max-expansion-size": 0}}, root=tmp_path)
