@@ -53,12 +53,19 @@ IMAGE_EXPORTER_DEFAULT_KEYS = ("compression", "compression-level", "force-compre
 
 
 @dataclass(frozen=True)
+class FrontendConfig:
+    """`[frontend]`: bounds on what one Dockerfile may make the frontend do."""
+    max_expansion_size: int = 1 << 20  # characters one word may gain from ${...} (shell.lex)
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     insecure_entitlements: tuple[str, ...] = ()
     registries: Mapping[str, RegistryHostConfig] = field(default_factory=dict)
     worker: OCIWorkerConfig = field(default_factory=OCIWorkerConfig)
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
     debug: bool = False
     source: Path | None = None
     image_exporter_defaults: Mapping[str, str] = field(default_factory=dict)
@@ -190,6 +197,11 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
     addresses = grpc.get("address", [])
     if isinstance(addresses, str):
         addresses = [addresses]
+    frontend = expect(data.get("frontend", {}), dict, "frontend")
+    max_expansion = expect(frontend.get("max-expansion-size", FrontendConfig.max_expansion_size), int,
+                           "frontend.max-expansion-size")
+    if max_expansion < 1:
+        raise ConfigError(f"{where}: frontend.max-expansion-size must be at least 1")
     config_root = data.get("root")
     if config_root is not None:
         expect(config_root, str, "root")
@@ -199,6 +211,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         registries=registries,
         worker=worker,
         grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid"), _tls(grpc.get("tls"), where)),
+        frontend=FrontendConfig(max_expansion_size=max_expansion),
         debug=bool(data.get("debug", False)),
         source=source,
         image_exporter_defaults=_image_defaults(data.get("exporter", {}).get("image", {}), where),

@@ -70,5 +70,5 @@ venv=.venv
 if [ ! -x "$venv/bin/python" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-timeout isal py-spy ruff==0.17.6 mypy==2.4.1
+"$venv/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-timeout isal py-spy hypothesis ruff==0.17.6 mypy==2.4.1
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

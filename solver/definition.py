@@ -38,19 +38,24 @@ class Graph:
     source: pb.Source | None = None
 
     def topological(self) -> list[Vertex]:
+        """Inputs before the ops that use them; iterative, so a chain of any depth fits."""
         order: list[Vertex] = []
         seen: set[str] = set()
-
-        def visit(v: Vertex) -> None:
+        if self.result is None:
+            return order
+        stack: list[tuple[Vertex, bool]] = [(self.result[0], False)]
+        while stack:
+            v, expanded = stack.pop()
+            if expanded:
+                order.append(v)
+                continue
             if v.digest in seen:
-                return
+                continue
             seen.add(v.digest)
-            for inp, _ in v.inputs:
-                visit(inp)
-            order.append(v)
-
-        if self.result is not None:
-            visit(self.result[0])
+            stack.append((v, True))
+            for inp, _ in reversed(v.inputs):
+                if inp.digest not in seen:
+                    stack.append((inp, False))
         return order
 
 
@@ -74,6 +79,17 @@ def vertex_name(op: pb.Op, metadata: pb.OpMetadata) -> str:
     return kind or "unknown"
 
 
+def parse_definition(data: bytes) -> pb.Definition:
+    """A marshalled Definition from a client (stdin, the API); bad bytes are a typed error."""
+    definition = pb.Definition()
+    try:
+        definition.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError, or RecursionError on deep nesting
+        raise InvalidDefinitionError(f"failed to parse llb definition: {type(exc).__name__}: {exc}"[:500],
+                                     hint="send a marshalled pb.Definition") from None
+    return definition
+
+
 def load_definition(definition: pb.Definition) -> Graph:
     raw_ops = list(getattr(definition, "def"))
     if not raw_ops:
@@ -85,7 +101,7 @@ def load_definition(definition: pb.Definition) -> Graph:
         try:
             op.ParseFromString(raw)
         except Exception as exc:  # protobuf raises DecodeError; any failure means bad bytes
-            raise InvalidDefinitionError(f"failed to parse llb definition op {index}: {exc}") from exc
+            raise InvalidDefinitionError(f"failed to parse llb definition op {index}: {exc}"[:500]) from None
         parsed[digest_of(raw)] = op
     client_digests = [digest_of(raw) for raw in raw_ops]
     terminal_digest = client_digests[-1]
@@ -104,26 +120,17 @@ def load_definition(definition: pb.Definition) -> Graph:
             raise InvalidDefinitionError(f"invalid op {digest}: {kind} ops are not supported")
 
     vertices: dict[str, Vertex] = {}
-    visiting: set[str] = set()
 
-    def build(digest: str) -> Vertex:
-        if digest in canonical:
-            return vertices[canonical[digest]]
-        if digest in visiting:
-            raise InvalidDefinitionError(f"invalid LLB: cycle detected at {digest}")
-        op = parsed.get(digest)
-        if op is None:
-            raise InvalidDefinitionError(f"invalid missing input digest {digest}")
-        visiting.add(digest)
+    def finish(digest: str, op: pb.Op) -> None:
+        """Called once every input of `digest` is canonical: give the op our own digest."""
         inputs = []
         new_op = pb.Op()
         new_op.CopyFrom(op)
         del new_op.inputs[:]
         for inp in op.inputs:
-            child = build(inp.digest)
+            child = vertices[canonical[inp.digest]]
             inputs.append((child, inp.index))
             new_op.inputs.add(digest=child.digest, index=inp.index)
-        visiting.discard(digest)
         ours, _ = op_digest(new_op)
         md = definition.metadata.get(digest) if digest in definition.metadata else None
         vertex = vertices.get(ours)
@@ -133,7 +140,34 @@ def load_definition(definition: pb.Definition) -> Graph:
             vertices[ours] = vertex
         canonical[digest] = ours
         _check_indexes(vertex)
-        return vertex
+
+    def build(root: str) -> Vertex:
+        # Depth-first with an explicit stack: a client may send a chain deeper than Python's
+        # recursion limit, and that must be a build like any other, not a RecursionError.
+        visiting: set[str] = set()
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            digest, next_input = stack.pop()
+            if next_input == 0:
+                if digest in canonical:
+                    continue
+                if digest in visiting:
+                    raise InvalidDefinitionError(f"invalid LLB: cycle detected at {digest}")
+                if digest not in parsed:
+                    raise InvalidDefinitionError(f"invalid missing input digest {digest}")
+                visiting.add(digest)
+            op = parsed[digest]
+            if next_input < len(op.inputs):
+                stack.append((digest, next_input + 1))
+                child = op.inputs[next_input].digest
+                if child in visiting:
+                    raise InvalidDefinitionError(f"invalid LLB: cycle detected at {child}")
+                if child not in canonical:
+                    stack.append((child, 0))
+                continue
+            visiting.discard(digest)
+            finish(digest, op)
+        return vertices[canonical[root]]
 
     result_input = terminal.inputs[0]
     result_vertex = build(result_input.digest)

@@ -17,7 +17,8 @@ from tests.fixtures.base_image import push_base_images
 from tests.fixtures.registry import Registry, start_registry
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The shared data sits next to the main checkout; a worktree (/work/wt/NAME) is one level deeper.
+SHARED = next((p / "shared" for p in REPO.parents if (p / "shared" / "conformance").is_dir()), REPO.parent / "shared")
 ALLOW_SKIP_MARKER = "allow_skip_in_ci"
 
 

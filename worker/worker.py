@@ -20,6 +20,7 @@ from pybuildkit.solver.platforms import Platform, host_platform
 from pybuildkit.solver.scheduler import Dep, Job, OpContext
 from pybuildkit.worker.metadata import MetadataStore
 from pybuildkit.worker.providers import LocalSyncRequest
+from pybuildkit.worker.recovery import recover, unmount_under
 from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
 
 
@@ -52,6 +53,7 @@ class Worker:
         root.mkdir(parents=True, exist_ok=True)
         self.platform = config.platform
         self.run_dir = root / "run"
+        unmount_under(self.run_dir)  # never let rmtree walk into a mount a dead predecessor left
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(mode=0o700)
         self.content = ContentStore(root / "content")
@@ -69,14 +71,21 @@ class Worker:
     # -- start-up and consistency ------------------------------------------------------------
 
     def check(self) -> list[str]:
-        """Bring the stores back to a consistent state after a crash."""
+        """Bring the root back to a consistent state after a crash: first reap what a killed
+        predecessor left running or mounted (worker/recovery.py), then let each store repair
+        itself. Logs one line of what was removed."""
+        reaped = recover(self.config.root, runtime_roots=[self.executor.runtime_root],
+                         bundles=[self.executor.bundles], scratch=[self.run_dir])
         notes = self.snapshots.check()
         report = self.content.check(repair=True)
         notes.extend(getattr(report, "notes", []) or [])
         dropped = self.cache.drop_dangling(self.snapshots.exists)
         if dropped:
             notes.append(f"dropped {dropped} cache records without a snapshot")
-        return notes
+        if not reaped.empty or notes:
+            extra = f", {len(notes)} store repairs ({'; '.join(notes)[:300]})" if notes else ""
+            self.log(f"recovered {self.config.root}: removed {reaped.summary()}{extra}")
+        return [f"removed {reaped.summary()}"] * (not reaped.empty) + notes
 
     def close(self) -> None:
         self.snapshots.close()

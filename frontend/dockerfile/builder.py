@@ -8,7 +8,9 @@ from pybuildkit.frontend.dockerfile.checks.linter import report
 from pybuildkit.frontend.dockerfile.dockerfile2llb.convert import Converter, Options
 from pybuildkit.frontend.dockerfile.dockerignore import read_dockerignore
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError
+from pybuildkit.frontend.dockerfile.instructions.values import parse_int
 from pybuildkit.frontend.dockerfile.parser import detect_syntax
+from pybuildkit.frontend.dockerfile.shell.lex import DEFAULT_MAX_EXPANSION
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform, PlatformError, host_platform, parse_platform
@@ -28,6 +30,7 @@ class FrontendInputs:
     build_platform: Platform = field(default_factory=host_platform)
     resolve_image_config: Callable[[str, Platform], Awaitable[tuple[str, dict]]] | None = None
     local_dockerignores: Mapping[str, bytes] = field(default_factory=dict)  # of named `local:` contexts
+    max_expansion: int = DEFAULT_MAX_EXPANSION  # the daemon's [frontend] max-expansion-size
 
 
 @dataclass
@@ -71,7 +74,7 @@ def _options(inputs: FrontendInputs) -> Options:
     for item in filter(None, (u.strip() for u in attrs.get("ulimit", "").split(","))):
         name, _, limits = item.partition("=")
         soft, _, hard = limits.partition(":")
-        ulimits.append((name, int(soft), int(hard or soft)))
+        ulimits.append((name, parse_int(f"ulimit {name}", soft), parse_int(f"ulimit {name}", hard or soft)))
     shm = attrs.get("shm-size")
     return Options(
         build_args=build_args, target=attrs.get("target") or None,
@@ -80,7 +83,8 @@ def _options(inputs: FrontendInputs) -> Options:
         dockerignore=read_dockerignore(inputs.dockerignore) if inputs.dockerignore else [],
         named_contexts={k: v for k, v in attrs.items() if k.startswith("context:")},
         extra_hosts=hosts, network=attrs.get("force-network-mode") or None,
-        shm_size=int(shm) if shm else None, ulimits=ulimits,
+        shm_size=parse_int("shm-size", shm, minimum=0) if shm else None, ulimits=ulimits,
+        max_expansion=inputs.max_expansion,
         local_dockerignores={name: read_dockerignore(data) for name, data in inputs.local_dockerignores.items()})
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(os.environ.get("PYBUILDKIT_CONFORMANCE") or Path(__file__).resolve().parents[3] / "shared" / "conformance")
+DATA = Path(os.environ.get("PYBUILDKIT_CONFORMANCE") or next(
+    (p / "shared" / "conformance" for p in Path(__file__).resolve().parents[2:] if (p / "shared" / "conformance").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "conformance"))
 
 
 def require_data(sub: str) -> Path:

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pybuildkit.frontend.dockerfile.checks import Linter, parse_check_config
 from pybuildkit.frontend.dockerfile.checks import static
 from pybuildkit.frontend.dockerfile.dockerfile2llb import dispatch, namedcontext
+from pybuildkit.frontend.dockerfile.dockerfile2llb.encoding import check_utf8
 from pybuildkit.frontend.dockerfile.dockerfile2llb.stages import Stage, find_stage, split_stages, target_stage
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, did_you_mean, parse_instruction
 from pybuildkit.frontend.dockerfile.parser import DockerfileParseError, parse
 from pybuildkit.frontend.dockerfile.shell import Lex, ShellError, env_from_list
+from pybuildkit.frontend.dockerfile.shell.lex import DEFAULT_MAX_EXPANSION
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.llb.imageref import InvalidReferenceError, normalize_image_ref
 from pybuildkit.solver.platforms import Platform, PlatformError, parse_platform
@@ -45,6 +47,7 @@ class Options:
     ulimits: list[tuple[str, int, int]]
     local_dockerignores: dict[str, list[str]] = field(default_factory=dict)  # named local contexts
     convert_all_stages: bool = False  # `method=check`: every stage is converted (and checked)
+    max_expansion: int = DEFAULT_MAX_EXPANSION  # characters a word may gain from variables
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Converter:
         except DockerfileParseError as exc:
             raise DockerfileError(exc.message, filename=filename, start_line=exc.start_line,
                                   end_line=exc.end_line) from None
+        check_utf8(dockerfile if isinstance(dockerfile, bytes) else dockerfile.encode("utf-8", "surrogateescape"),
+                   result.ast, filename)
         self.escape = result.escape_token
         self.warnings = result.warnings
         self.directives = result.directives
@@ -141,7 +146,7 @@ class Converter:
                           [s.name for s in self.stages if s.name])
 
     def lex(self) -> Lex:
-        return Lex(self.escape)
+        return Lex(self.escape, max_expansion=self.options.max_expansion)
 
     def expand(self, word: str, env: Mapping[str, str], ins: Instruction | None = None) -> str:
         try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pybuildkit.frontend.dockerfile.dockerfile2llb.dispatch import history
 from pybuildkit.frontend.dockerfile.dockerfile2llb.run import context_state, source_state
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction
+from pybuildkit.frontend.dockerfile.instructions.values import is_number
 from pybuildkit.frontend.dockerfile.parser import chomp_heredoc_content, must_parse_heredoc
 from pybuildkit.solver.llb import builder as llb
 
@@ -38,7 +39,7 @@ def parse_chown(value: str) -> llb.ChownOpt | None:
     def one(text: str) -> int | str | None:
         if text == "":
             return None
-        return int(text) if text.isdigit() else text
+        return int(text) if is_number(text) else text
 
     return llb.ChownOpt(one(user), one(group))
 

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction
+from pybuildkit.frontend.dockerfile.instructions.values import is_number, parse_int
 from pybuildkit.solver.llb import builder as llb
 
 if TYPE_CHECKING:
@@ -117,8 +118,8 @@ async def _workdir(conv, st, ins, build) -> None:
     owner = None
     if st.user:
         user, _, group = st.user.partition(":")
-        owner = llb.ChownOpt(int(user) if user.isdigit() else user,
-                             (int(group) if group.isdigit() else group) if group else None)
+        owner = llb.ChownOpt(int(user) if is_number(user) else user,
+                             (int(group) if is_number(group) else group) if group else None)
     st.state = st.state.file(llb.mkdir(st.workdir, 0o755, make_parents=True, owner=owner),
                              conv.constraints(conv.step_name(st, ins), ins, st.stage))
     history(st, f"WORKDIR {st.workdir}", empty=False)
@@ -132,9 +133,13 @@ async def _expose(conv, st, ins, build) -> None:
             proto = (proto or "tcp").lower()
             if "-" in port:
                 start, _, end = port.partition("-")
-                for number in range(int(start), int(end) + 1):
+                first = parse_int(f"EXPOSE port range {word}", start, minimum=0, maximum=65535)
+                last = parse_int(f"EXPOSE port range {word}", end, minimum=first, maximum=65535)
+                for number in range(first, last + 1):
                     ports[f"{number}/{proto}"] = {}
             else:
+                if ":" not in port:  # ip:host:container forms are upstream's to reject at run time
+                    parse_int(f"EXPOSE port {word}", port, minimum=0, maximum=65535)
                 ports[f"{port}/{proto}"] = {}
     history(st, "EXPOSE " + " ".join(sorted(ports)), empty=True)
 
@@ -193,7 +198,7 @@ async def _healthcheck(conv, st, ins, build) -> None:
             if value:
                 check[key] = value
         if ins.flags.get("retries"):
-            retries = int(str(ins.flags["retries"]))
+            retries = parse_int("--retries", str(ins.flags["retries"]))
             if retries < 0:
                 raise DockerfileError("--retries cannot be negative")
             check["Retries"] = retries

@@ -48,7 +48,7 @@ def find_stage(stages: list[Stage], ref: str, *, before: int | None = None) -> S
     for stage in stages[:limit]:
         if stage.name and stage.name == lowered:
             return stage
-    if ref.isdigit() and int(ref) < limit:
+    if ref.isascii() and ref.isdigit() and len(ref) < 10 and int(ref) < limit:
         return stages[int(ref)]
     return None
 

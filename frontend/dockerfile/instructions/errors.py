@@ -60,8 +60,10 @@ def did_you_mean(value: str, options: Iterable[str], *, case_insensitive: bool =
     needle = value.lower() if case_insensitive else value
     for option in options:
         candidate = option.lower() if case_insensitive else option
-        score = _distance(needle, candidate)
         threshold = 2 if len(candidate) > 3 else 1
+        if abs(len(needle) - len(candidate)) > threshold:
+            continue  # cannot be within reach; and _distance is quadratic in a hostile value
+        score = _distance(needle, candidate)
         if score <= threshold and (best_score is None or score < best_score):
             best, best_score = option, score
     return best

@@ -44,7 +44,10 @@ def _size(value: str) -> int:
     unit = text[len(number):].replace("i", "")
     if not number or unit not in units:
         raise DockerfileError(f"invalid size: {value}")
-    return int(float(number) * units[unit])
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, OverflowError):  # "1.2.3", "nan", "1e999"
+        raise DockerfileError(f"invalid size: {value}") from None
 
 
 def parse_mount(value: str, expand: Callable[[str], str]) -> MountSpec:

@@ -12,21 +12,35 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pybuildkit.frontend.dockerfile.shell import pattern as patterns
-from pybuildkit.frontend.dockerfile.shell.gostrings import go_quote, is_digit, is_letter, is_space
+from pybuildkit.frontend.dockerfile.shell.gostrings import SPACES, go_quote, is_digit, is_letter, is_space
 from pybuildkit.solver.errors import BuildError
 
 _EOF = ""
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _MODIFIERS = frozenset("+-?#%")
 _HEREDOC_SPACE = frozenset("\t\r ")
+_SPACE_RUN = re.compile("[" + re.escape(SPACES) + "]+")
 _SURROGATE_BYTES = re.compile("[\udc80-\udcff]")
 
-__all__ = ["Lex", "ProcessWordResult", "ShellError", "convert_shell_pattern_to_regex", "env_from_list",
-           "reverse_pattern"]
+# Hostile-input bounds. Upstream has none (Go stacks grow, its strings are cheap); we bound both so
+# a crafted Dockerfile costs milliseconds and ends in an error naming the variable.
+DEFAULT_MAX_EXPANSION = 1 << 20  # characters one word may gain from expansion (1 MiB of ASCII)
+MAX_NESTING = 64  # `${A:-${B:-...}}` levels; each level is a few Python frames
+
+__all__ = ["DEFAULT_MAX_EXPANSION", "MAX_NESTING", "ExpansionLimitError", "Lex", "ProcessWordResult", "ShellError",
+           "convert_shell_pattern_to_regex", "env_from_list", "reverse_pattern"]
 
 
 class ShellError(BuildError):
     """A word could not be expanded (unterminated quote, bad substitution, `${VAR?msg}` unset...)."""
+
+
+class ExpansionLimitError(ShellError):
+    """A word grew past the expansion bound, or nested past MAX_NESTING: an expansion bomb."""
+
+    def __init__(self, message: str, *, variable: str) -> None:
+        super().__init__(message, hint="Dockerfile variables are bounded in size; build large values in a RUN step")
+        self.variable = variable
 
 
 @dataclass
@@ -48,40 +62,56 @@ reverse_pattern = patterns.reverse_pattern
 
 
 class _Words:
-    """Field splitting: unquoted (and unquoted-expansion) whitespace separates words."""
+    """Field splitting: unquoted (and unquoted-expansion) whitespace separates words.
 
-    __slots__ = ("word", "words", "in_word")
+    The current word is a list of pieces, joined once: appending to a str attribute copies it
+    each time, which made a long word quadratic."""
+
+    __slots__ = ("pieces", "words", "in_word")
 
     def __init__(self) -> None:
-        self.word = ""
+        self.pieces: list[str] = []
         self.words: list[str] = []
+        self.in_word = False
+
+    def _end_word(self) -> None:
+        word = "".join(self.pieces)
+        if self.in_word and word:
+            self.words.append(word)
+        self.pieces = []
         self.in_word = False
 
     def add_char(self, ch: str) -> None:
         if is_space(ch):
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
+            self._end_word()
         else:
             self.add_raw_char(ch)
 
     def add_raw_char(self, ch: str) -> None:
-        self.word += ch
+        self.pieces.append(ch)
         self.in_word = True
 
     def add_string(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        if not text:
+            return
+        if _SPACE_RUN.search(text) is None:
+            self.add_raw_string(text)
+            return
+        for index, part in enumerate(_SPACE_RUN.split(text)):
+            if index:
+                self._end_word()
+            if part:
+                self.add_raw_string(part)
 
     def add_raw_string(self, text: str) -> None:
-        self.word += text
+        self.pieces.append(text)
         self.in_word = True
 
     def get(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
+        word = "".join(self.pieces)
+        if word:
+            self.words.append(word)
+            self.pieces = []
             self.in_word = False
         return self.words
 
@@ -98,6 +128,8 @@ class _ShellWord:
         self.raw_escapes = lex.raw_escapes
         self.matches: set[str] = set()
         self.nonmatches: set[str] = set()
+        self.expanded = 0  # characters gained from variables and replacements so far
+        self.depth = 0
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else _EOF
@@ -109,10 +141,18 @@ class _ShellWord:
         self.pos += 1
         return ch
 
+    def grow(self, name: str, size: int) -> None:
+        """Count what an expansion adds; checked as it happens, so a bomb stops at the bound."""
+        self.expanded += size
+        if self.expanded > self.lex.max_expansion:
+            raise ExpansionLimitError(f"expanding ${{{name}}} makes the word longer than the limit of "
+                                      f"{self.lex.max_expansion} characters", variable=name)
+
     def get_env(self, name: str) -> tuple[str, bool]:
         value = self.env.get(name)
         if value is not None:
             self.matches.add(name)
+            self.grow(name, len(value))
             return value, True
         self.nonmatches.add(name)
         return "", False
@@ -120,6 +160,10 @@ class _ShellWord:
     def process(self, source: str) -> tuple[str, list[str]]:
         try:
             return self.process_stop_on(_EOF, self.raw_escapes)
+        except ExpansionLimitError as exc:
+            shown = source if len(source) <= 200 else source[:200] + "..."
+            raise ExpansionLimitError(f"failed to process {go_quote(shown)}: {exc.message}",
+                                      variable=exc.variable) from None
         except ShellError as exc:
             raise ShellError(f"failed to process {go_quote(source)}: {exc.message}") from None
 
@@ -256,9 +300,19 @@ class _ShellWord:
                 return "$" + name
             return value
         self.next()
+        self.depth += 1
+        try:
+            return self._braced()
+        finally:
+            self.depth -= 1
+
+    def _braced(self) -> str:
         peek = self.peek()
         if peek == _EOF:
             raise ShellError("syntax error: missing '}'")
+        if self.depth > MAX_NESTING:
+            name = self.process_name()
+            raise ExpansionLimitError(f"${{{name}...}} is nested more than {MAX_NESTING} levels deep", variable=name)
         if peek in ("{", "}", ":"):
             raise ShellError("syntax error: bad substitution")
         name = self.process_name()
@@ -333,16 +387,19 @@ class _ShellWord:
         if self.lex.skip_unset_env and not found:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
         try:
-            return patterns.replace(pattern, value, replacement, replace_all)
+            replaced = patterns.replace(pattern, value, replacement, replace_all)
         except patterns.PatternError as exc:
             raise ShellError(f"invalid pattern ({pattern}) in substitution: {exc}") from None
+        self.grow(name, max(0, len(replaced) - len(value)))
+        return replaced
 
 
 class Lex:
     """Expands and splits words. Not safe to share between threads while its flags change."""
 
-    def __init__(self, escape_token: str = "\\") -> None:
+    def __init__(self, escape_token: str = "\\", *, max_expansion: int = DEFAULT_MAX_EXPANSION) -> None:
         self.escape_token = escape_token
+        self.max_expansion = max_expansion
         self.raw_quotes = False
         self.raw_escapes = False
         self.skip_unset_env = False

@@ -70,3 +70,10 @@ def test_exporter_image_defaults_are_read_and_checked(tmp_path) -> None:
         parse_config({"exporter": {"image": {"compression": "lz4"}}})
     with pytest.raises(ConfigError, match="unknown key 'exporter.image.compresion'"):
         parse_config({"exporter": {"image": {"compresion": "zstd"}}})
+
+
+def test_frontend_expansion_bound_defaults_to_one_mebi_and_is_configurable(tmp_path: Path) -> None:
+    assert parse_config({}, root=tmp_path).frontend.max_expansion_size == 1 << 20
+    assert parse_config({"frontend": {"max-expansion-size": 4096}}, root=tmp_path).frontend.max_expansion_size == 4096
+    with pytest.raises(ConfigError, match="frontend.max-expansion-size"):
+        parse_config({"frontend": {"max-expansion-size": 0}}, root=tmp_path)
