@@ -128,3 +128,9 @@ def test_undecodable_bytes_in_a_heredoc_comment_line_are_reported() -> None:
 
 def test_long_unknown_instruction_is_rejected_quickly() -> None:
     assert "unknown instruction" in _rejected(b"FROM scratch\n" + b"${A:-" * 10000 + b"\n")
+
+
+@pytest.mark.parametrize("option", ["mode=747474747474741", "uid=100299999999999999999999", "gid=-1"])
+def test_out_of_range_mount_numbers_name_the_option(option: str) -> None:
+    key = option.split("=")[0]
+    assert f"for {key}" in _rejected(f"FROM scratch\nRUN --mount=type=cache,target=/c,{option} true\n".encode())

@@ -91,11 +91,16 @@ def parse_mount(value: str, expand: Callable[[str], str]) -> MountSpec:
                 spec.mode = int(val, 8)
             except ValueError:
                 raise DockerfileError(f"invalid value {val} for mode") from None
+            if not 0 <= spec.mode <= 0o7777:
+                raise DockerfileError(f"invalid value {val} for mode: it must be between 0 and 07777")
         elif key in ("uid", "gid"):
             try:
-                setattr(spec, key, int(val))
+                number = int(val)
             except ValueError:
-                raise DockerfileError(f"invalid value {val} for {key}") from None
+                raise DockerfileError(f"invalid value {val[:40]} for {key}") from None
+            if not 0 <= number < 1 << 32:
+                raise DockerfileError(f"invalid value {val[:40]} for {key}: it must be between 0 and 4294967295")
+            setattr(spec, key, number)
         elif key == "size":
             spec.size = _size(val)
         elif key == "required":
