@@ -5,6 +5,7 @@ The daemon's Solve handler will call the same `run_build` with session-backed pr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,8 +63,9 @@ class Builder:
     """A worker plus a solver: what a daemon keeps for its lifetime, and daemonless for one build."""
 
     def __init__(self, worker: Worker, *, max_parallelism: int,
-                 image_defaults: Mapping[str, str] | None = None) -> None:
+                 image_defaults: Mapping[str, str] | None = None, max_expansion: int | None = None) -> None:
         self.worker = worker
+        self.max_expansion = max_expansion  # [frontend] max-expansion-size
         self.solver = Solver(worker, worker.cache, max_parallelism=max_parallelism)
         self.image_defaults = dict(image_defaults or {})
 
@@ -158,6 +160,8 @@ class Builder:
         except BuildError as exc:
             definition_step.done(exc.message)
             raise
+        if self.max_expansion:
+            inputs = dataclasses.replace(inputs, max_expansion=self.max_expansion)
         definition_step.transferred("dockerfile", len(inputs.dockerfile))
         definition_step.done()
         ignore_step = InternalStep(job.progress, "[internal] load .dockerignore")
@@ -362,5 +366,7 @@ def make_builder(config, *, log=None) -> Builder:
                                  insecure_entitlements=config.insecure_entitlements,
                                  registries=config.registries, platform=host_platform()), log=log)
     worker.check()
+    frontend = getattr(config, "frontend", None)
     return Builder(worker, max_parallelism=config.worker.max_parallelism,
-                   image_defaults=getattr(config, "image_exporter_defaults", None))
+                   image_defaults=getattr(config, "image_exporter_defaults", None),
+                   max_expansion=getattr(frontend, "max_expansion_size", None))

@@ -138,3 +138,14 @@ def test_errors_name_the_dockerfile_line(pybuildctl, tmp_path) -> None:
     assert "Dockerfile:3" in run.stderr
     assert "unknown instruction: COPPY (did you mean COPY?)" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_daemons_expansion_bound_applies_to_dockerfiles(pybuildctl, builder_config, tmp_path) -> None:
+    """`[frontend] max-expansion-size` in pybuildkitd.toml bounds what variables may expand to."""
+    config = tmp_path / "bounded.toml"
+    config.write_text(builder_config.read_text() + "\n[frontend]\nmax-expansion-size = 64\n")
+    ctx = _context(tmp_path, "FROM busybox\nENV A=0123456789012345678901234567890123456789\nENV B=${A}${A}\n")
+    run = pybuildctl(["--frontend", "dockerfile.v0", "--local", f"context={ctx}", "--local", f"dockerfile={ctx}"],
+                     check=False, config=config)
+    assert run.returncode == 1
+    assert "Dockerfile:3" in run.stderr and "${A}" in run.stderr
