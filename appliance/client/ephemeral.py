@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -34,7 +35,7 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
         cmd.append("--debug")
     log = open(rundir / "daemon.log", "w+b")
     proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                                                stderr=None if debug else log)
+                                                stderr=None if debug else log, preexec_fn=_die_with_parent)
     try:
         await _wait_ready(proc, sock, rundir / "daemon.log")
         try:
@@ -58,6 +59,15 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
                 await proc.wait()
         log.close()
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when this client dies (killed, crashed), so a private
+    daemon never outlives the one command it serves (and never keeps holding the root)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, sock: Path, log_path: Path) -> None:

@@ -95,8 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         child.append("--debug")
     handing = threading.Thread(target=serve_listeners, args=(str(handoff), listeners), daemon=True)
     handing.start()
+    # the daemon inside has another pid: systemd's WATCHDOG_PID (ours) would switch its
+    # watchdog off; NotifyAccess=all lets its WATCHDOG=1 count
+    env = {k: v for k, v in os.environ.items() if k != "WATCHDOG_PID"}
     proc = subprocess.Popen(rootlesskit_command(rundir / "state", child, net=net),
-                            pass_fds=(), start_new_session=False)
+                            pass_fds=(), start_new_session=False, env=env)
 
     def forward(signum: int, _frame: object) -> None:
         if proc.poll() is None:
