@@ -1,4 +1,5 @@
-"""Running sibling coroutines so that one failure stops the others instead of orphaning them."""
+"""Running coroutines so that one failure stops its siblings instead of orphaning them, and so
+that set-up and clean-up are never cut in half by a cancellation."""
 from __future__ import annotations
 
 import asyncio
@@ -28,3 +29,19 @@ async def gather_or_cancel(*aws: Awaitable[T]) -> list[T]:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
     return [task.result() for task in tasks]
+
+
+async def uninterruptible(awaitable: Awaitable[T]) -> T:
+    """Let `awaitable` finish even if the task is cancelled meanwhile, then re-deliver the
+    cancellation: set-up and clean-up must not be cut in half."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    result = task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from pybuildkit.solver.errors import BuildError
+from pybuildkit.worker.asyncutil import uninterruptible
 
 
 class CommandError(BuildError):
@@ -54,22 +55,37 @@ async def run_async(
     input: bytes | None = None,
 ) -> tuple[int, bytes, bytes]:
     """Await a command without blocking the event loop; returns (returncode, stdout, stderr)."""
+    # The spawn must not be cancelled half-way: Python 3.11 then waits forever for pipes that
+    # never connect (the transport wakes its exit waiters only once they have), which hung a
+    # stopping daemon whose clean-up was running `crun kill`.
+    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(env) if env is not None else None, cwd=cwd,
+    ))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None, cwd=cwd,
-        )
+        proc = await uninterruptible(spawn)
     except FileNotFoundError as exc:
         raise BuildError(f"{argv[0]}: command not found", hint=f"install the package providing {argv[0]}") from exc
+    except asyncio.CancelledError:
+        if spawn.done() and not spawn.cancelled() and spawn.exception() is None:
+            await uninterruptible(_kill(spawn.result()))
+        raise
     try:
         out, err = await proc.communicate(input)
     except asyncio.CancelledError:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await uninterruptible(_kill(proc))
         raise
     assert proc.returncode is not None
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, err.decode(errors="replace"))
     return proc.returncode, out, err
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+        await proc.wait()

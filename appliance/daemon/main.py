@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -19,10 +20,15 @@ from pybuildkit.appliance.config import Config, load_config
 from pybuildkit.appliance.daemon import listeners, rootlock
 from pybuildkit.solver.errors import BuildError
 
+if TYPE_CHECKING:
+    from pybuildkit.appliance.daemon.jobs import BuildJob
+
 PROG = "pybuildkitd"
 log = logging.getLogger(PROG)
 MAX_MESSAGE = 64 << 20
 GC_INTERVAL = 3600.0
+#: how long a stopping daemon waits for cancelled builds to remove their containers and mounts
+STOP_CLEANUP_TIMEOUT = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +238,9 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     for binding in bindings:
         if binding.relay is not None:
             binding.relay.close()
+    running = jobs.active()
     await server.stop(grace=2.0)
+    await _builds_cleaned_up(running)
     await worker.aclose()
     for binding in bindings:
         if binding.unix_path is not None:
@@ -241,6 +249,21 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         shutil.rmtree(private_dir, ignore_errors=True)
     log.info("stopped")
     return 0
+
+
+async def _builds_cleaned_up(running: list[BuildJob]) -> None:
+    """Cancelled builds are still killing their containers and unmounting: returning earlier
+    would let asyncio.run cancel that clean-up half-way and leave the root to the next start's
+    recovery (or, in Python 3.11, hang on a subprocess cancelled while it was being spawned)."""
+    if not running:
+        return
+    waits = [asyncio.ensure_future(job.done.wait()) for job in running]
+    _, pending = await asyncio.wait(waits, timeout=STOP_CLEANUP_TIMEOUT)
+    for wait in pending:
+        wait.cancel()
+    if pending:
+        log.warning("stopping: %d builds did not finish their clean-up in %.0f s; the next start recovers the root",
+                    len(pending), STOP_CLEANUP_TIMEOUT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

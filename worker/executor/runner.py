@@ -12,12 +12,12 @@ import json
 import secrets
 import shutil
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker import process
+from pybuildkit.worker.asyncutil import uninterruptible
 from pybuildkit.binfmt.emulator import EmulatorPolicy, runs_natively
 from pybuildkit.worker.executor.hosts import write_host_files
 from pybuildkit.worker.executor.mounts import MountStubs
@@ -35,7 +35,6 @@ from pybuildkit.worker.userdb import ResolvedUser, resolve_user
 
 Sink = Callable[[bytes], None]
 Note = tuple[str, str]  # (key for logging once, message)
-T = TypeVar("T")
 _STOP_TIMEOUT = 10.0
 _READ_CHUNK = 65536
 
@@ -112,11 +111,11 @@ class Executor:
         bundle = self.bundles / container_id
         preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare, req, runtime, container_id, bundle))
         try:
-            stubs, notes = await _uninterruptible(preparing)
+            stubs, notes = await uninterruptible(preparing)
         except BaseException:
             # cancelled while preparing: the thread went on, so give back what it claimed
             if preparing.done() and not preparing.cancelled() and preparing.exception() is None:
-                await _uninterruptible(asyncio.to_thread(preparing.result()[0].remove))
+                await uninterruptible(asyncio.to_thread(preparing.result()[0].remove))
             shutil.rmtree(bundle, ignore_errors=True)
             raise
         for key, message in notes:
@@ -126,15 +125,15 @@ class Executor:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True))  # terminal signals go to us, not to the runtime
         try:
-            proc = await _uninterruptible(spawn)  # never lose the handle of a started runtime
+            proc = await uninterruptible(spawn)  # never lose the handle of a started runtime
             await asyncio.gather(_pump(proc.stdout, stdout), _pump(proc.stderr, stderr))
             return await proc.wait()
         except BaseException:
             started = spawn.done() and not spawn.cancelled() and spawn.exception() is None
-            await _uninterruptible(self._stop(runtime, container_id, spawn.result() if started else None))
+            await uninterruptible(self._stop(runtime, container_id, spawn.result() if started else None))
             raise
         finally:
-            await _uninterruptible(asyncio.to_thread(self._clean, runtime, container_id, bundle, stubs))
+            await uninterruptible(asyncio.to_thread(self._clean, runtime, container_id, bundle, stubs))
 
     def _prepare(self, req: ExecRequest, runtime: Runtime, container_id: str,
                  bundle: Path) -> tuple[MountStubs, list[Note]]:
@@ -229,22 +228,6 @@ def _resolve_user(rootfs: Path, spec: str) -> ResolvedUser:
         if name != "root":
             raise
         return resolve_user(rootfs, "0" + (sep + ("0" if group == "root" else group)))
-
-
-async def _uninterruptible(awaitable: Awaitable[T]) -> T:
-    """Let `awaitable` finish even if the task is cancelled meanwhile, then re-deliver the
-    cancellation: set-up and clean-up must not be cut in half."""
-    task = asyncio.ensure_future(awaitable)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    result = task.result()
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 async def _pump(stream: asyncio.StreamReader | None, sink: Sink) -> None:

@@ -45,12 +45,9 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_sigkill_during_run_leaves_nothing_after_restart(pybuildctl, base_image, builder_config, tmp_path) -> None:
-    require_root("the build runs containers and mounts overlays")
-    base = llb.image(base_image).add_env("PATH", llb.DEFAULT_PATH)
-    definition = base.run(["/bin/sh", "-c", "sleep 8; echo survived > /result.txt"]).root().marshal().SerializeToString()
-    root = tmp_path / "killed"
-    runtime_root = root / "executor" / "runtime"
+def _build_until_its_step_runs(definition: bytes, root: Path, builder_config: Path,
+                               tmp_path: Path) -> tuple[subprocess.Popen, list[dict]]:
+    """Start `pybuildctl --daemonless` on `definition`; return once the RUN step's container runs."""
     cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main", "--daemonless", "--root", str(root),
            "--config", str(builder_config), "build", "--progress", "plain",
            "--output", f"type=local,dest={tmp_path / 'ignored'}"]
@@ -62,16 +59,60 @@ def test_sigkill_during_run_leaves_nothing_after_restart(pybuildctl, base_image,
     deadline = time.monotonic() + 120
     running: list[dict] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        running = [c for c in _containers(runtime_root) if c.get("status") == "running"]
+        running = [c for c in _containers(root / "executor" / "runtime") if c.get("status") == "running"]
         if running:
             break
         time.sleep(0.1)
     assert running, "the RUN step never started: " + (tmp_path / "killed.log").read_text()[-2000:]
+    return proc, running
+
+
+def _daemon_pid(root: Path) -> int:
+    """The ephemeral daemon behind --daemonless writes its pid into the root's lock file."""
+    return int((root / "pybuildkitd.lock").read_text().split()[0])
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _sleeping_step(base_image: str) -> bytes:
+    base = llb.image(base_image).add_env("PATH", llb.DEFAULT_PATH)
+    return base.run(["/bin/sh", "-c", "sleep 8; echo survived > /result.txt"]).root().marshal().SerializeToString()
+
+
+def test_a_killed_client_stops_its_ephemeral_daemon_cleanly(pybuildctl, base_image, builder_config, tmp_path) -> None:
+    require_root("the build runs containers and mounts overlays")
+    root = tmp_path / "client-killed"
+    proc, running = _build_until_its_step_runs(_sleeping_step(base_image), root, builder_config, tmp_path)
+    daemon = _daemon_pid(root)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert _wait_gone(daemon, 90), "the ephemeral daemon outlived its client"
+    assert not any(_alive(c["pid"]) for c in running)
+    assert _containers(root / "executor" / "runtime") == []
+    assert mounts_under(root) == []
+    log = (tmp_path / "killed.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_sigkill_during_run_leaves_nothing_after_restart(pybuildctl, base_image, builder_config, tmp_path) -> None:
+    require_root("the build runs containers and mounts overlays")
+    definition = _sleeping_step(base_image)
+    root = tmp_path / "killed"
+    runtime_root = root / "executor" / "runtime"
+    proc, running = _build_until_its_step_runs(definition, root, builder_config, tmp_path)
+    os.kill(_daemon_pid(root), signal.SIGKILL)  # the daemon crashes; its client reports it
+    assert proc.wait(timeout=60) == 1
+    assert "died during the build (signal 9)" in (tmp_path / "killed.log").read_text()
     pids = [c["pid"] for c in running]
-    assert any(_alive(pid) for pid in pids), "the container should outlive the killed build"
-    assert mounts_under(root), "the killed build should leave its rootfs mounted"
+    assert any(_alive(pid) for pid in pids), "the container should outlive the killed daemon"
+    assert mounts_under(root), "the killed daemon should leave its rootfs mounted"
 
     from pybuildkit.appliance.build import make_builder
     from pybuildkit.appliance.config import load_config
