@@ -92,9 +92,11 @@ def convert_only(ctx: Path, opts: dict) -> tuple[bool, str, dict | None]:
 
 
 def run_build(ctx: Path, opts: dict, *, root: Path, config: Path, out: Path, registry_host: str,
-              work: Path) -> tuple[bool, str, dict | None]:
-    cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main", "--daemonless", "--root", str(root),
-           "--config", str(config), "build", "--progress", "plain", "--frontend", "dockerfile.v0",
+              work: Path, address: str | None = None) -> tuple[bool, str, dict | None]:
+    """One build of a case: through the daemon at `address`, or --daemonless on `root`."""
+    where = ["--addr", address] if address else ["--daemonless", "--root", str(root), "--config", str(config)]
+    cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main", *where,
+           "build", "--progress", "plain", "--frontend", "dockerfile.v0",
            "--local", f"context={ctx}", "--local", f"dockerfile={ctx}", "--metadata-file", str(work / "md.json")]
     for key, value in _attrs(opts).items():
         cmd += ["--opt", f"{key}={value}"]

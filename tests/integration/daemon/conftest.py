@@ -2,67 +2,16 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.daemon import Daemon, start_daemon, wait_for_socket
 
-@dataclass
-class Daemon:
-    address: str
-    socket_path: Path
-    root: Path
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def wait_for_socket(path: Path, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"pybuildkitd exited {proc.returncode}:\n{log_path.read_text()}")
-        if path.exists():
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(path))
-                    return
-                except OSError:
-                    pass
-        time.sleep(0.05)
-    raise AssertionError(f"pybuildkitd did not listen on {path}:\n{log_path.read_text()}")
-
-
-def start_daemon(root: Path, config: Path | None, rundir: Path, *extra: str) -> Daemon:
-    sock = rundir / "buildkitd.sock"
-    log_path = rundir / "daemon.log"
-    cmd = [sys.executable, "-m", "pybuildkit.appliance.daemon.main", "--root", str(root),
-           "--addr", f"unix://{sock}", *extra]
-    if config is not None:
-        cmd += ["--config", str(config)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    wait_for_socket(sock, proc, log_path)
-    return Daemon(f"unix://{sock}", sock, root, proc, log_path)
+__all__ = ["Daemon", "start_daemon", "wait_for_socket"]
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("point", [faults.BLOB_WRITTEN_NOT_RENAMED, faults.SNAPSHOT_COMMITTED_NO_RECORD,
                                    faults.MID_EXPORT])
+@pytest.mark.daemonless  # a crash point kills the daemon itself
 def test_sigkill_then_rebuild_is_consistent_and_identical(point, pybuildctl, base_image, tmp_path, builder_config) -> None:
     base = llb.image(base_image).add_env("PATH", llb.DEFAULT_PATH)
     state = base.run(_sh(f"echo crash-test {point} > /result.txt")).root()

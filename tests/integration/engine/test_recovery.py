@@ -12,11 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pybuildkit.solver.llb import builder as llb
 from pybuildkit.worker.recovery import RUNTIMES, mounts_under
 
 from tests.conftest import require_root
 
+pytestmark = pytest.mark.daemonless  # these kill the ephemeral daemon or its client
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
 
