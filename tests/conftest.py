@@ -7,13 +7,18 @@ promised to check was not checked. A test whose skip is expected even in CI says
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.base_image import push_base_images
+from tests.fixtures.buildctl import BuildRun
+from tests.fixtures.daemon import Daemon, start_daemon
 from tests.fixtures.registry import Registry, start_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,3 +139,57 @@ def tls_registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     finally:
         for reg in started:
             reg.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that builds with `pybuildctl` runs through a long-running pybuildkitd (`--addr`) and through
+    `--daemonless`; tests that crash or inspect the daemon itself are marked `daemonless`."""
+    if "pybuildctl" in metafunc.fixturenames:
+        only_daemonless = metafunc.definition.get_closest_marker("daemonless") is not None
+        metafunc.parametrize("build_mode", ["daemonless"] if only_daemonless else ["daemon", "daemonless"])
+
+
+@pytest.fixture
+def pybuildctl(builder_config, tmp_path_factory, build_mode: str):
+    """Returns run(args, stdin=..., root=...) -> BuildRun; each call is a new client process.
+
+    In "daemon" mode the calls on the default root and config go to one pybuildkitd started for
+    the test (as users share a daemon); a call naming another root or config is daemonless."""
+    default_root = tmp_path_factory.mktemp("state")
+    daemons: list[Daemon] = []
+
+    def address(root: Path | None, config: Path | None) -> list[str]:
+        if build_mode == "daemon" and root in (None, default_root) and config in (None, builder_config):
+            if not daemons:
+                daemons.append(start_daemon(default_root, builder_config, tmp_path_factory.mktemp("daemon-run")))
+            return ["--addr", daemons[0].address]
+        return ["--daemonless", "--root", str(root or default_root), "--config", str(config or builder_config)]
+
+    def run(args: list[str], *, stdin: bytes | None = None, root: Path | None = None,
+            check: bool = True, env: dict | None = None, config: Path | None = None) -> BuildRun:
+        cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main", *address(root, config), "build",
+               "--progress", "rawjson", *args]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=600,
+                              env={**os.environ, **(env or {})})
+        stderr = proc.stderr.decode(errors="replace")
+        events = []
+        other = []
+        for line in stderr.splitlines():
+            if line.startswith("{"):
+                events.append(json.loads(line))
+            else:
+                other.append(line)
+        result = BuildRun(proc.returncode, "\n".join(other), events,
+                          proc.stdout.decode(errors="replace") if proc.stdout else "")
+        if check and proc.returncode != 0:
+            daemon_log = f"\n--- daemon ---\n{daemons[0].log()[-4000:]}" if daemons else ""
+            raise AssertionError(f"build failed ({proc.returncode}):\n{result.stderr}\n{result.logs()}{daemon_log}")
+        return result
+
+    run.default_root = default_root  # type: ignore[attr-defined]
+    run.mode = build_mode  # type: ignore[attr-defined]
+    try:
+        yield run
+    finally:
+        for daemon in daemons:
+            daemon.stop()
