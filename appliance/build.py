@@ -26,6 +26,9 @@ LOCAL_EXPORTERS = ("local", "tar")
 IMAGE_EXPORTERS = ("image", "oci", "docker")
 #: the outputs a client receives as files (written by the client from its session)
 CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
+#: the export step's vertex name, as BuildKit's exporters call it ("exporting to client directory")
+EXPORT_NAMES = {"local": "client directory", "tar": "client tarball", "oci": "oci image format",
+                "docker": "docker image format"}
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,8 @@ class Builder:
         session = getattr(job, "output_session", None)
         for index, output in enumerate(request.outputs):
             started = now_ns()
-            event = VertexEvent(f"export-{output.type}-{started}", f"exporting to {output.type}", started=started)
+            name = f"exporting to {EXPORT_NAMES.get(output.type, output.type)}"
+            event = VertexEvent(f"export-{output.type}-{started}", name, started=started)
             job.progress.vertex(event)
             attrs = dict(output.attrs)
             if output.type in IMAGE_EXPORTERS:
@@ -307,15 +311,20 @@ class Builder:
             finally:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
             return layout_response
-        writer = session.open_file_send(index)
         if kind == "tar":
+            writer = session.open_file_send(index)
             await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
-            response: dict[str, str] = {}
-        else:
+            await writer.finish()
+            return {}
+        # the image's digests go in the FileSend call's metadata, so the tarball is known first
+        with tempfile.TemporaryFile(dir=self.worker.run_dir) as spool:
             response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
-                                          sink=writer, build_args_epoch=getattr(job, "build_args_epoch", None),
+                                          sink=spool, build_args_epoch=getattr(job, "build_args_epoch", None),
                                           inline_cache=getattr(job, "inline_cache", None))
-        await writer.finish()
+            spool.seek(0)
+            writer = session.open_file_send(index, response)
+            await asyncio.to_thread(shutil.copyfileobj, spool, writer, 1 << 20)
+            await writer.finish()
         return response
 
 

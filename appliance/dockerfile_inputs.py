@@ -21,12 +21,8 @@ def _fetch(job: Job, name: str, wanted: list[str]) -> dict[str, bytes]:
         raise BuildError("the dockerfile.v0 frontend needs local directories", hint="pass --local context=DIR --local dockerfile=DIR")
     tmp = Path(tempfile.mkdtemp(prefix="dockerfile-"))
     try:
-        locals_.sync(LocalSyncRequest(name, include_patterns=tuple(wanted)), tmp)
-        links = {item: os.readlink(tmp / item) for item in wanted if (tmp / item).is_symlink()}
-        if links:  # a symlinked Dockerfile: fetch what it points at too (followpaths)
-            targets = tuple(posixpath.normpath(posixpath.join(posixpath.dirname(k), v)).lstrip("/")
-                            for k, v in links.items())
-            locals_.sync(LocalSyncRequest(name, include_patterns=tuple(wanted) + targets), tmp)
+        # followpaths, as BuildKit's dockerui asks: the client also sends what a symlink points at
+        locals_.sync(LocalSyncRequest(name, follow_paths=tuple(wanted)), tmp)
         found: dict[str, bytes] = {}
         for item in wanted:
             path = tmp / item
@@ -46,12 +42,10 @@ def load_frontend_inputs(request, job: Job, resolver: Callable[[str, Platform], 
     filename = attrs.get("filename", "Dockerfile")
     dockerfile_local = "dockerfile" if "dockerfile" in request.local_dirs or not request.local_dirs else "context"
     name = posixpath.normpath(filename).lstrip("/")
-    files = _fetch(job, dockerfile_local, [name, name + ".dockerignore"])
-    if name not in files and "filename" not in attrs:
-        fallback = _fetch(job, dockerfile_local, ["dockerfile", "dockerfile.dockerignore"])
-        if "dockerfile" in fallback:
-            name = "dockerfile"
-            files = fallback
+    fallback = "filename" not in attrs and name == "Dockerfile"  # a lowercase `dockerfile` will do, in one transfer
+    files = _fetch(job, dockerfile_local, [name, name + ".dockerignore"] + (["dockerfile"] if fallback else []))
+    if name not in files and fallback and "dockerfile" in files:
+        name = "dockerfile"
     if name not in files:
         raise BuildError(f"failed to read dockerfile: open {filename}: no such file or directory",
                          hint="check --local dockerfile=DIR and --opt filename=NAME")

@@ -129,16 +129,16 @@ class Session:
     async def agent_socket(self, agent_id: str) -> Path | None:
         """A unix socket in the daemon; each connection is one ForwardAgent stream to the client."""
         agent_id = agent_id or "default"
-        if agent_id in self._agents:
-            return self._agents[agent_id]
         if not (self.supports(svc.SSH_CHECK) and self.supports(svc.SSH_FORWARD)):
             return None
         check = self.channel.unary_unary(svc.SSH_CHECK, request_serializer=spb.CheckAgentRequest.SerializeToString,
                                          response_deserializer=spb.CheckAgentResponse.FromString)
-        try:
-            await check(spb.CheckAgentRequest(ID=agent_id))
+        try:  # asked for every mount, as BuildKit does: the client may have dropped the agent since
+            await check(spb.CheckAgentRequest(ID="" if agent_id == "default" else agent_id))
         except grpc.aio.AioRpcError:
             return None
+        if agent_id in self._agents:
+            return self._agents[agent_id]
         if self._agent_dir is None:
             self._agent_dir = Path(tempfile.mkdtemp(prefix="pbk-ssh-"))
         path = self._agent_dir / f"{len(self._agents)}.sock"
@@ -193,9 +193,11 @@ class Session:
         except grpc.aio.AioRpcError as exc:
             raise SessionError(f"sending the output to the client failed: {exc.details() or exc.code().name}") from None
 
-    def open_file_send(self, exporter_id: int) -> "FileSendWriter":
+    def open_file_send(self, exporter_id: int, exporter_metadata: Mapping[str, str] | None = None) -> "FileSendWriter":
+        """`exporter_metadata`: the exporter's response so far, sent as `exporter-md-*` call
+        metadata (BuildKit's CopyFileWriter), for a client that names or checks the file by it."""
         self._require(svc.FILESEND_DIFFCOPY, "a place for the outputs")
-        return FileSendWriter(self, exporter_id)
+        return FileSendWriter(self, exporter_id, exporter_metadata or {})
 
     async def close(self) -> None:
         self.closed.set()
@@ -209,11 +211,13 @@ class Session:
 class FileSendWriter:
     """A file object for exporters running in a thread: each write becomes BytesMessages."""
 
-    def __init__(self, session: Session, exporter_id: int) -> None:
+    def __init__(self, session: Session, exporter_id: int, exporter_metadata: Mapping[str, str]) -> None:
         self._session = session
+        metadata = [(svc.KEY_EXPORTER_ID, str(exporter_id))]
+        metadata += [(svc.EXPORTER_MD_PREFIX + key, value) for key, value in exporter_metadata.items()]
         self._call = session.channel.stream_stream(
             svc.FILESEND_DIFFCOPY, request_serializer=spb.BytesMessage.SerializeToString,
-            response_deserializer=spb.BytesMessage.FromString)(metadata=[(svc.KEY_EXPORTER_ID, str(exporter_id))])
+            response_deserializer=spb.BytesMessage.FromString)(metadata=metadata)
         self.written = 0
 
     def write(self, data: bytes | memoryview) -> int:

@@ -22,6 +22,7 @@ KEY_INCLUDE = "include-patterns"
 KEY_EXCLUDE = "exclude-patterns"
 KEY_FOLLOW = "followpaths"
 KEY_EXPORTER_ID = "buildkit-attachable-exporter-id"
+EXPORTER_MD_PREFIX = "exporter-md-"
 KEY_SSH_ID = "buildkit.ssh.id"
 
 

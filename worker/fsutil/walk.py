@@ -40,12 +40,28 @@ def _may_contain_included(rel: str, includes: list[str], matcher: PatternMatcher
     return False
 
 
+def _followed(root: str, paths: Sequence[str]) -> list[str]:
+    """fsutil's followpaths: a path that is a symlink brings what it points at (inside the root)."""
+    out: list[str] = []
+    todo = [posixpath.normpath(p.lstrip("/")) for p in paths]
+    while todo:
+        rel = todo.pop(0)
+        if rel in out:
+            continue
+        out.append(rel)
+        full = os.path.join(root, rel)
+        if os.path.islink(full):
+            target = os.readlink(full)
+            todo.append(posixpath.normpath(posixpath.join(posixpath.dirname(rel), target).lstrip("/")))
+    return out
+
+
 def walk(root: Path, opts: WalkOptions) -> Iterator[Entry]:
     """Yields entries (directories before their contents, names sorted) that pass the filters."""
     excludes = PatternMatcher(opts.exclude_patterns) if opts.exclude_patterns else None
-    includes = _include_prefixes(list(opts.include_patterns) + list(opts.follow_paths))
-    include_matcher = PatternMatcher(includes) if includes else None
     base = os.fspath(root)
+    includes = _include_prefixes(list(opts.include_patterns) + _followed(base, opts.follow_paths))
+    include_matcher = PatternMatcher(includes) if includes else None
 
     def visit(directory: str, rel_dir: str) -> Iterator[Entry]:
         try:

@@ -14,6 +14,29 @@ from tests.fixtures.daemon import Daemon, start_daemon, wait_for_socket
 __all__ = ["Daemon", "start_daemon", "wait_for_socket"]
 
 
+RECORDED_REGISTRY = "127.0.0.1:5000"
+
+
+def start_mirrored_daemon(registry_host: str, tmp_path_factory: pytest.TempPathFactory) -> Daemon:
+    """A daemon that pulls the compat recordings' 127.0.0.1:5000/busybox from the test registry."""
+    config = tmp_path_factory.mktemp("cfg") / "pybuildkitd.toml"
+    subprocess.run(["skopeo", "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+                    f"docker://{registry_host}/library/busybox:latest", f"docker://{registry_host}/busybox:latest"],
+                   check=True, capture_output=True, timeout=120)
+    config.write_text(f'[registry."{RECORDED_REGISTRY}"]\nmirrors = ["{registry_host}"]\nhttp = true\n\n'
+                      f'[registry."{registry_host}"]\nhttp = true\n')
+    return start_daemon(tmp_path_factory.mktemp("root"), config, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture
+def mirrored_daemon(registry_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = start_mirrored_daemon(registry_host, tmp_path_factory)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
 @pytest.fixture
 def daemon(builder_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = start_daemon(tmp_path_factory.mktemp("daemon-root"), builder_config, tmp_path_factory.mktemp("daemon-run"))
