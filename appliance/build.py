@@ -367,13 +367,14 @@ def validate_output(output: Output, *, require_dest: bool = True) -> None:
                      hint="use one of local, tar, image, oci, docker")
 
 
-def make_builder(config, *, log=None) -> Builder:
+def make_builder(config, *, log=None, cgroup_parent: str | None = None) -> Builder:
     from pybuildkit.worker.worker import WorkerConfig
 
     worker = Worker(WorkerConfig(root=config.root, snapshotter=config.worker.snapshotter,
                                  binary=config.worker.binary, max_parallelism=config.worker.max_parallelism,
                                  insecure_entitlements=config.insecure_entitlements,
-                                 registries=config.registries, platform=host_platform()), log=log)
+                                 registries=config.registries, platform=host_platform(),
+                                 cgroup_parent=cgroup_parent), log=log)
     worker.check()
     frontend = getattr(config, "frontend", None)
     return Builder(worker, max_parallelism=config.worker.max_parallelism,

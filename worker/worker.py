@@ -38,6 +38,7 @@ class WorkerConfig:
     insecure_entitlements: tuple[str, ...] = ()
     registries: Mapping[str, object] = field(default_factory=dict)  # host -> RegistryHostConfig
     platform: Platform = field(default_factory=host_platform)
+    cgroup_parent: str | None = None  # the daemon's delegated cgroup (appliance/systemd/cgroup.py)
 
 
 class Worker:
@@ -61,7 +62,8 @@ class Worker:
         self.cache = CacheStore(root / "cache.db")
         self.meta = MetadataStore(root / "worker.db")
         self.cache_mounts = CacheMounts(root / "cachemounts")
-        self.executor = Executor(root / "executor", binary=config.binary, log=self.log)
+        self.executor = Executor(root / "executor", binary=config.binary, log=self.log,
+                                 cgroup_parent=config.cgroup_parent)
         self.checksums = ChecksumCache(known=self.meta.file_digests())
         self._local_locks: dict[Path, asyncio.Lock] = {}
         self._registry = None

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start under rootlesskit as this unprivileged user (the systemd service does this)")
     p.add_argument("--rootless-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--listen-handoff", help=argparse.SUPPRESS)
+    p.add_argument("--cgroup-from-launcher", default="", help=argparse.SUPPRESS)
     p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another daemon to release the root (daemonless runs)")
     p.add_argument("--version", action="version", version=f"{PROG} v0.2.0")
@@ -136,6 +137,16 @@ def _notifier():
     return Notifier.from_env()
 
 
+async def _delegated_cgroup(args: argparse.Namespace) -> str | None:
+    """The parent for the steps' cgroups, from systemd's delegation; one log line either way.
+    Inside rootlesskit the bus is out of reach: the launcher asked before it entered."""
+    from pybuildkit.appliance.systemd.cgroup import Delegation, setup
+
+    outcome = await setup(bus_allowed=not args.rootless_child, launcher=args.cgroup_from_launcher)
+    log.info("%s", outcome.summary())
+    return outcome.steps_parent if isinstance(outcome, Delegation) else None
+
+
 async def serve(config: Config, args: argparse.Namespace) -> int:
     from pybuildkit.appliance.build import make_builder
     from pybuildkit.appliance.daemon.control import ControlService
@@ -150,7 +161,9 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     inherited = _inherited_listeners(args)
     notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
     await asyncio.to_thread(_private_binfmt, args)
-    builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m))
+    cgroup_parent = await _delegated_cgroup(args)
+    builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m),
+                                      cgroup_parent=cgroup_parent)
     worker = builder.worker
     platforms = await asyncio.to_thread(_platform_probe, config.root)
     jobs = Jobs()

@@ -66,6 +66,17 @@ def rootlesskit_command(state_dir: Path, child: list[str], *, net: str) -> list[
     return cmd + child
 
 
+def _delegated_cgroup() -> str:
+    """Ask systemd for a delegated scope now, while D-Bus still knows who we are (it does not
+    inside the user namespace); rootlesskit and the daemon inherit it, and the daemon inside
+    uses it (appliance/systemd/cgroup.py)."""
+    import asyncio
+
+    from pybuildkit.appliance.systemd.cgroup import find_or_request, launcher_argument
+
+    return launcher_argument(asyncio.run(find_or_request()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     if shutil.which("rootlesskit") is None:
@@ -93,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         child += ["--config", str(args.config)]
     if args.debug:
         child.append("--debug")
+    child += ["--cgroup-from-launcher", _delegated_cgroup()]
     handing = threading.Thread(target=serve_listeners, args=(str(handoff), listeners), daemon=True)
     handing.start()
     # the daemon inside has another pid: systemd's WATCHDOG_PID (ours) would switch its

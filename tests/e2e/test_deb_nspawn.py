@@ -135,6 +135,10 @@ def test_the_service_runs_as_pybuildkit_and_logs_its_summary(installed: Machine)
     assert installed.text("systemctl", "show", "-p", "User", "pybuildkit.service").strip() == "User=pybuildkit"
     journal = installed.text("journalctl", "-u", "pybuildkit.service", "--no-pager")
     assert "serving fd://buildkitd; runtime " in journal and "snapshotter " in journal and "platforms " in journal
+    # Delegate=yes: the daemon's own cgroup, with the daemon in a leaf and the steps beside it
+    cgroup = [line for line in journal.splitlines() if "pybuildkitd: cgroup:" in line]
+    assert len(cgroup) == 1, journal
+    assert "build steps run under the delegated cgroup /system.slice/pybuildkit.service/buildkit" in cgroup[0], journal
 
 
 def test_a_user_outside_the_group_is_refused_by_the_socket(installed: Machine) -> None:

@@ -44,7 +44,8 @@ class Executor:
     directory per live container) and the per-step bundles (`bundles/`); both are only ours."""
 
     def __init__(self, state_dir: Path, *, binary: str | None = None, rootless: bool | None = None,
-                 log: Callable[[str], None] | None = None, emulators: EmulatorPolicy | None = None) -> None:
+                 log: Callable[[str], None] | None = None, emulators: EmulatorPolicy | None = None,
+                 cgroup_parent: str | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.bundles = self.state_dir / "bundles"
         self.runtime_root = self.state_dir / "runtime"
@@ -52,6 +53,7 @@ class Executor:
             directory.mkdir(parents=True, exist_ok=True)
         self.rootless = in_user_namespace() if rootless is None else rootless
         self._wanted = binary
+        self.cgroup_parent = cgroup_parent  # the daemon's delegated cgroup, for steps that name none
         self._log = log or (lambda _message: None)
         self._emulators = emulators or EmulatorPolicy()
         self._runtime: Runtime | None = None
@@ -82,7 +84,7 @@ class Executor:
 
     def _probe_now(self) -> Runtime:
         return probe_runtime(self.runtime_root, self.bundles, wanted=self._wanted, rootless=self.rootless,
-                             log=self._log)
+                             log=self._log, cgroup_parent=self.cgroup_parent)
 
     def _cleanup_leftovers(self) -> None:
         """A killed daemon may leave containers and bundles behind: remove them at start-up."""
@@ -171,8 +173,8 @@ class Executor:
         return emulator
 
     def _cgroups_path(self, req: ExecRequest, runtime: Runtime, container_id: str, notes: list[Note]) -> str | None:
-        if not req.cgroup_parent:
-            return None
+        if not req.cgroup_parent:  # the delegated cgroup, where the probe proved the runtime can use it
+            return cgroups_path(runtime.cgroup_parent, container_id)
         if not runtime.manages_cgroups:
             notes.append(("cgroup-parent", (f"executor: cgroup parent {req.cgroup_parent!r} ignored: "
                                             f"{runtime.info.name} runs without cgroup management here")))

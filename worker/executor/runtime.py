@@ -7,6 +7,7 @@ it without touching the host. Whether that is needed is found out by trying, nev
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker import process
+from pybuildkit.worker.executor.spec import cgroups_path
 from pybuildkit.worker.executor.types import RuntimeInfo
 
 RUNTIMES = ("crun", "runc")
@@ -74,11 +76,14 @@ class Runtime:
     root: Path  # the runtime's --root: its state for our containers only
     wrapper: tuple[str, ...] = ()  # prefix that hides /sys/fs/cgroup/unified (crun on hybrid hosts)
     manages_cgroups: bool = True  # False: crun --cgroup-manager=disabled, spec without cgroupsPath
+    cgroup_parent: str | None = None  # proven able to create the steps' cgroups under this one
 
     def argv(self, command: str, *rest: str) -> list[str]:
         argv = [*self.wrapper, self.info.path, "--root", str(self.root)]
         if self.info.name == "crun" and not self.manages_cgroups:
             argv.append("--cgroup-manager=disabled")
+        elif self.info.name == "crun" and self.cgroup_parent:
+            argv.append("--cgroup-manager=cgroupfs")  # the parent is a cgroupfs path, never a slice
         argv.append(command)
         if command == "run":
             argv.append("--no-new-keyring")  # harmless, and systemd-nspawn's seccomp filter needs it
@@ -86,9 +91,12 @@ class Runtime:
 
 
 def probe_runtime(root: Path, scratch: Path, *, wanted: str | None, rootless: bool,
-                  log: Callable[[str], None]) -> Runtime:
+                  log: Callable[[str], None], cgroup_parent: str | None = None) -> Runtime:
     """Try crun, then runc (or only `wanted`), by running a real container; return the first
-    that works, logging why any candidate was passed over."""
+    that works, logging why any candidate was passed over. With a `cgroup_parent` (the daemon's
+    delegated cgroup) each runtime is first tried creating the probe's own cgroup under it: one
+    that can gives every step a cgroup there, one that cannot (crun on a cgroup v1 hybrid host,
+    runc rootless there) is used as before and the reason is logged."""
     layout = cgroup_layout()
     notes: list[str] = []
     for name in ([wanted] if wanted else list(RUNTIMES)):
@@ -98,13 +106,16 @@ def probe_runtime(root: Path, scratch: Path, *, wanted: str | None, rootless: bo
             continue
         kind = "crun" if os.path.basename(path).startswith("crun") else "runc"
         version = _version(path)
-        attempts = _attempts(kind, path, version, root, layout, rootless)
+        attempts = _attempts(kind, path, version, root, layout, rootless, cgroup_parent)
         problems: list[str] = []
         for runtime, note in attempts:
             problem = _try(runtime, scratch)
+            if problem is not None and runtime.cgroup_parent:
+                notes.append(f"{kind} cannot create step cgroups under {runtime.cgroup_parent} ({problem})")
+                continue
             if problem is None:
                 info = RuntimeInfo(kind, path, version, rootless, tuple(notes + ([note] if note else [])))
-                runtime = Runtime(info, runtime.root, runtime.wrapper, runtime.manages_cgroups)
+                runtime = dataclasses.replace(runtime, info=info)
                 log(f"executor: using {kind} ({version or path})"
                     + (f"; {'; '.join(info.notes)}" if info.notes else ""))
                 return runtime
@@ -117,11 +128,15 @@ def probe_runtime(root: Path, scratch: Path, *, wanted: str | None, rootless: bo
 
 
 def _attempts(kind: str, path: str, version: str, root: Path, layout: CgroupLayout,
-              rootless: bool) -> list[tuple[Runtime, str]]:
+              rootless: bool, cgroup_parent: str | None = None) -> list[tuple[Runtime, str]]:
     info = RuntimeInfo(kind, path, version, rootless)
+    attempts: list[tuple[Runtime, str]] = []
+    if cgroup_parent and layout != CgroupLayout.NONE:
+        attempts.append((Runtime(info, root, manages_cgroups=True, cgroup_parent=cgroup_parent),
+                         f"every step gets its own cgroup under {cgroup_parent}"))
     if kind == "runc":
-        return [(Runtime(info, root, manages_cgroups=not rootless and layout != CgroupLayout.NONE), "")]
-    attempts = [(Runtime(info, root, manages_cgroups=False), "")]
+        return [*attempts, (Runtime(info, root, manages_cgroups=not rootless and layout != CgroupLayout.NONE), "")]
+    attempts.append((Runtime(info, root, manages_cgroups=False), ""))
     if layout == CgroupLayout.HYBRID:
         wrapper = _hiding_wrapper()
         if wrapper:
@@ -151,7 +166,8 @@ def _version(path: str) -> str:
 
 
 def _try(runtime: Runtime, scratch: Path) -> str | None:
-    """Run a do-nothing static binary in a minimal container; None means the runtime works."""
+    """Run a do-nothing static binary in a minimal container (in its own cgroup under the
+    runtime's `cgroup_parent`, when set); None means the runtime works."""
     scratch.mkdir(parents=True, exist_ok=True)
     bundle = Path(tempfile.mkdtemp(prefix="probe-", dir=scratch))
     container = bundle.name  # "probe-...": never mistaken for a step's "pbk-..." container
@@ -171,6 +187,8 @@ def _try(runtime: Runtime, scratch: Path) -> str | None:
                 "root": {"path": str(rootfs), "readonly": False},
                 "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
                 "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "ipc", "uts")]}}
+        if runtime.cgroup_parent:
+            spec["linux"]["cgroupsPath"] = cgroups_path(runtime.cgroup_parent, container)  # type: ignore[index]
         (bundle / "config.json").write_text(json.dumps(spec))
         result = process.run(runtime.argv("run", "--bundle", str(bundle), container), check=False, timeout=30)
         if result.returncode != 0:

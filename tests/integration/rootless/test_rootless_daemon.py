@@ -61,35 +61,55 @@ def _uid(pid: int) -> int | None:
     return None
 
 
-@pytest.fixture
-def rootless_daemon(rootless_user, builder_config: Path) -> Iterator[RootlessDaemon]:  # noqa: F811
+def start_rootless_daemon(user: pwd.struct_passwd, builder_config: Path, *, net: str = "host",
+                          env: dict[str, str] | None = None, cgroup: Path | None = None,
+                          config_text: str | None = None) -> RootlessDaemon:
+    """`systemd-socket-activate ... pybuildkitd --rootless` as `user`, in `cgroup` when given
+    (moved there before runuser, as systemd starts a unit in its cgroup)."""
     activate = shutil.which("systemd-socket-activate")
     assert activate, "systemd-socket-activate is missing (package systemd)"
-    home = Path(rootless_user.pw_dir)
+    home = Path(user.pw_dir)
     work = home / f"daemon-{uuid.uuid4().hex[:8]}"
     work.mkdir()
-    shutil.chown(work, rootless_user.pw_uid, rootless_user.pw_gid)
+    shutil.chown(work, user.pw_uid, user.pw_gid)
     config = work / "pybuildkitd.toml"
-    config.write_text(builder_config.read_text())
+    config.write_text(config_text if config_text is not None else builder_config.read_text())
     sock = work / "buildkitd.sock"
-    # the registry is on the host's loopback, which slirp4netns keeps out: host network here
-    cmd = ["runuser", "-u", USER, "--", activate, "-l", str(sock), "--fdname=buildkitd",
-           sys.executable, "-m", "pybuildkit.appliance.daemon.main", "--rootless", "--rootless-net", "host",
+    passed = [f"--setenv={key}" for key in env or {}]  # it passes only what it is told to
+    cmd = ["runuser", "-u", USER, "--", activate, "-l", str(sock), "--fdname=buildkitd", *passed,
+           sys.executable, "-m", "pybuildkit.appliance.daemon.main", "--rootless", "--rootless-net", net,
            "--root", str(work / "state"), "--config", str(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if cgroup is not None:
+        cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 10
     while not sock.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    return RootlessDaemon(sock, proc, work, user)
+
+
+def stop_rootless_daemon(daemon: RootlessDaemon) -> str:
+    """SIGTERM, wait, remove the work directory (files of mapped uids need the namespace); the output."""
+    daemon.proc.send_signal(signal.SIGTERM)
     try:
-        yield RootlessDaemon(sock, proc, work, rootless_user)
+        out, _ = daemon.proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        daemon.proc.kill()
+        out, _ = daemon.proc.communicate()
+    subprocess.run(["runuser", "-u", USER, "--", "rootlesskit", "rm", "-rf", str(daemon.work)], capture_output=True)
+    shutil.rmtree(daemon.work, ignore_errors=True)
+    return out.decode(errors="replace")
+
+
+@pytest.fixture
+def rootless_daemon(rootless_user, builder_config: Path) -> Iterator[RootlessDaemon]:  # noqa: F811
+    # the registry is on the host's loopback, which slirp4netns keeps out: host network here
+    daemon = start_rootless_daemon(rootless_user, builder_config)
+    try:
+        yield daemon
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["runuser", "-u", USER, "--", "rootlesskit", "rm", "-rf", str(work)], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_rootless_daemon(daemon)
 
 
 def test_socket_activated_rootless_daemon_builds_as_the_user(rootless_daemon: RootlessDaemon, base_image: str,
