@@ -1,10 +1,12 @@
 """The benchmark command: every reference workload against pybuildctl, printed next to the anchor.
 
-    .venv/bin/python bench/run.py [--only W2] [--reps 3] [--json out.json] [--addr unix:///...]
+    .venv/bin/python bench/run.py [--only W2] [--reps 3] [--json out.json] [--daemon | --addr unix:///...]
     .venv/bin/python bench/run.py --only W2 --reps 1 --profile W2   # where does the time go?
 
 It starts its own registry on 127.0.0.1 seeded with the fixture base image, generates contexts
 (never committed), and times each client invocation. Figures only; nothing here asserts.
+`--daemon` builds through a pybuildkitd of its own (one per workload state, started fresh for a
+cold run; the start is not timed but reported, with the daemon's RSS idle and after the work).
 `--profile NAME` runs that workload once more after its timed runs under py-spy (all
 processes, native frames off) and writes the collapsed stacks (speedscope and flamegraph.pl
 read them) plus a summary of the heaviest functions.
@@ -29,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = REPO / "bench" / "workloads"
 sys.path.insert(0, str(REPO))
+
+from tests.fixtures.daemon import Daemon, start_daemon  # noqa: E402  (needs the path above)
 
 ANCHOR = {  # BuildKit v0.32.2 medians on the reference 2-core machine (../shared/bench/README.md)
     "W1 cold": 3.57, "W2 cold": 2.11, "W3 cold": 5.2, "W4a no-op W1": 0.045, "W4b no-op W3": 0.50,
@@ -71,10 +75,16 @@ class Bench:
             f'[registry."docker.io"]\nmirrors = ["{registry_host}"]\n'
             f'[registry."{registry_host}"]\nhttp = true\n')
         self.figures: dict[str, Figure] = {}
+        self.daemons: dict[Path, Daemon] = {}
+        self.daemon_ready: list[float] = []
+        self.daemon_rss_idle: list[float] = []
+        self.daemon_rss_peak = 0.0
         self.profile_out: Path | None = None  # set while the profiled run of --profile runs
 
     def state(self, name: str, fresh: bool) -> Path:
         root = self.work / "state" / name
+        if fresh and root in self.daemons:
+            self.stop_daemon(root)
         if fresh and root.exists():
             subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
         return root
@@ -84,8 +94,12 @@ class Bench:
         """One client invocation; returns (wall seconds, peak RSS MB of the builder process)."""
         dockerfile_dir = WORKLOADS / workload
         cmd = [sys.executable, "-m", "pybuildkit.appliance.cli.main"]
-        cmd += ["--addr", self.args.addr] if self.args.addr else ["--daemonless", "--root", str(root),
-                                                                 "--config", str(self.config)]
+        if self.args.daemon:
+            cmd += ["--addr", self.daemon_for(root).address]
+        elif self.args.addr:
+            cmd += ["--addr", self.args.addr]
+        else:
+            cmd += ["--daemonless", "--root", str(root), "--config", str(self.config)]
         cmd += ["build", "--progress", "quiet", "--frontend", "dockerfile.v0",
                 "--local", f"context={context or dockerfile_dir}", "--local", f"dockerfile={dockerfile_dir}",
                 "--opt", f"build-arg:BASE={self.base}"]
@@ -105,6 +119,21 @@ class Bench:
         import resource
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return elapsed, rss
+
+    def daemon_for(self, root: Path) -> Daemon:
+        daemon = self.daemons.get(root)
+        if daemon is None:
+            rundir = Path(tempfile.mkdtemp(prefix="run-", dir=self.work))
+            start = time.perf_counter()
+            daemon = self.daemons[root] = start_daemon(root, self.config, rundir)
+            self.daemon_ready.append(time.perf_counter() - start)
+            self.daemon_rss_idle.append(_rss_mb(daemon.proc.pid, "VmRSS"))
+        return daemon
+
+    def stop_daemon(self, root: Path) -> None:
+        daemon = self.daemons.pop(root)
+        self.daemon_rss_peak = max(self.daemon_rss_peak, _rss_mb(daemon.proc.pid, "VmHWM"))
+        daemon.stop()
 
     def wanted(self, name: str) -> bool:
         return not self.args.only or any(name.startswith(o) for o in self.args.only)
@@ -183,7 +212,7 @@ class Bench:
 
     def target(self, name: str) -> float | None:
         """The median a workload must reach; a no-op W1 through the daemon has a tighter one."""
-        if name == "W4a no-op W1" and self.args.addr:
+        if name == "W4a no-op W1" and (self.args.addr or self.args.daemon):
             return DAEMON_NOOP_TARGET
         return TARGET.get(name)
 
@@ -203,7 +232,25 @@ class Bench:
         size = subprocess.run(["du", "-sm", str(self.work / "state")], capture_output=True, text=True,
                               check=False).stdout.split()
         lines.append(f"peak RSS of builder processes: {peak:.0f} MB; state directories: {size[0] if size else '?'} MB")
+        for root in list(self.daemons):
+            self.stop_daemon(root)
+        if self.daemon_ready:
+            lines.append(f"daemon ready after start: median {statistics.median(self.daemon_ready):.2f} s "
+                         f"(target <= 0.5 s, BuildKit 0.14-0.18 s) over {len(self.daemon_ready)} starts; "
+                         f"RSS idle {statistics.median(self.daemon_rss_idle):.0f} MB (target <= 80), "
+                         f"peak after the workloads {self.daemon_rss_peak:.0f} MB (target <= 250)")
         return "\n".join(lines)
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of a process, in MB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def py_spy() -> list[str]:
@@ -255,6 +302,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--addr", default="", help="a pybuildkitd address instead of --daemonless")
+    parser.add_argument("--daemon", action="store_true",
+                        help="build through pybuildkitd daemons of its own (one per workload state) instead of --daemonless")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--profile", metavar="NAME", default="",
                         help="profile one more run of the workload whose name starts with NAME (py-spy)")
@@ -266,6 +315,9 @@ def main() -> None:
             args.only = [args.profile]
     from tests.fixtures.base_image import push_base_images
     from tests.fixtures.registry import start_registry
+
+    if args.daemon and args.addr:
+        parser.error("--daemon and --addr exclude each other")
 
     work = Path(tempfile.mkdtemp(prefix="pybuildkit-bench-", dir="/var/tmp"))
     registry = start_registry(work / "registry")
