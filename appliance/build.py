@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybuildkit.appliance.epoch import epoch_from_attrs
+from pybuildkit.appliance.outputs import (
+    CHECK_RESULT_STATUS,
+    CHECK_RESULT_TEXT,
+    CLIENT_SIDE_EXPORTERS,
+    IMAGE_EXPORTERS,
+    Output,
+    validate_output,
+)
 from pybuildkit.solver.definition import load_definition
 from pybuildkit.solver.errors import BuildError, EntitlementError, SolveError
 from pybuildkit.solver.pb import ops_pb2 as pb
@@ -22,19 +30,9 @@ from pybuildkit.worker.providers import Providers
 from pybuildkit.worker.snapshot.store import Snapshot
 from pybuildkit.worker.worker import Worker
 
-LOCAL_EXPORTERS = ("local", "tar")
-IMAGE_EXPORTERS = ("image", "oci", "docker")
-#: the outputs a client receives as files (written by the client from its session)
-CLIENT_SIDE_EXPORTERS = ("local", "tar", "oci", "docker")
 #: the export step's vertex name, as BuildKit's exporters call it ("exporting to client directory")
 EXPORT_NAMES = {"local": "client directory", "tar": "client tarball", "oci": "oci image format",
                 "docker": "docker image format"}
-
-
-@dataclass(frozen=True)
-class Output:
-    type: str
-    attrs: Mapping[str, str]
 
 
 @dataclass
@@ -58,8 +56,6 @@ class BuildResult:
 
 # `--opt method=check`: the frontend's answer travels as a subrequest result does in BuildKit,
 # in the response metadata; nothing is solved or exported.
-CHECK_RESULT_TEXT = "result.txt"
-CHECK_RESULT_STATUS = "result.statuscode"
 
 
 class Builder:
@@ -337,34 +333,6 @@ def _bool_attr(attrs: Mapping[str, str], key: str, default: bool | None) -> bool
     if value in ("false", "0"):
         return False
     raise BuildError(f"invalid value {attrs[key]!r} for {key}: expected true or false")
-
-
-_OUTPUT_KEYS = {
-    "local": {"dest", "platform-split", "mode"},
-    "tar": {"dest", "platform-split"},
-}
-
-
-def validate_output(output: Output, *, require_dest: bool = True) -> None:
-    """`require_dest`: False in the daemon, where the client keeps `dest` to itself."""
-    if output.type in LOCAL_EXPORTERS:
-        allowed = _OUTPUT_KEYS[output.type]
-        for key in output.attrs:
-            if key not in allowed:
-                raise BuildError(f"--output type={output.type}: unknown option {key!r}",
-                                 hint="valid options: " + ", ".join(sorted(allowed)))
-        if require_dest and output.type == "local" and not output.attrs.get("dest"):
-            raise BuildError("--output type=local requires dest=<dir>")
-        return
-    if output.type in IMAGE_EXPORTERS:
-        from pybuildkit.worker.exporters.options import parse_image_options
-
-        parse_image_options(output.type, output.attrs)
-        return
-    if output.type == "cacheonly":
-        return
-    raise BuildError(f"--output: unknown exporter type {output.type!r}",
-                     hint="use one of local, tar, image, oci, docker")
 
 
 def make_builder(config, *, log=None, cgroup_parent: str | None = None) -> Builder:

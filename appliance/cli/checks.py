@@ -64,7 +64,7 @@ def check_outputs(outputs: Sequence, *, stdout_is_tty: bool) -> None:
     """Every output's options, and where it lands: a directory that is not a file, a file that
     is not a directory in a directory that exists, at most one output on stdout, and never a
     tarball onto a terminal."""
-    from pybuildkit.appliance.build import validate_output
+    from pybuildkit.appliance.outputs import validate_output
 
     on_stdout = False
     for output in outputs:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pybuildkit.solver.definition import Graph
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.progress import WarningEvent, now_ns
-from pybuildkit.solver.scheduler import CacheSource, Job, SolveResult
-from pybuildkit.worker.remotecache import common, mounts
 from pybuildkit.worker.remotecache.options import (
     CacheExport,
     CacheImport,
     parse_export,
     parse_import,
 )
+
+if TYPE_CHECKING:  # the engine's modules load with the first import or export, not for option parsing
+    from pybuildkit.solver.definition import Graph
+    from pybuildkit.solver.scheduler import CacheSource, Job, SolveResult
 
 __all__ = ["CacheExport", "CacheImport", "export_caches", "open_imports", "parse_export", "parse_import"]
 
@@ -30,7 +32,7 @@ def _warn(job: Job, text: str) -> None:
 
 async def open_imports(worker, specs: Sequence[CacheImport], job: Job) -> list[CacheSource]:
     from pybuildkit.worker.registry.client import RegistryError
-    from pybuildkit.worker.remotecache import local, registry
+    from pybuildkit.worker.remotecache import common, local, mounts, registry
 
     sources: list[CacheSource] = []
     for spec in specs:
@@ -67,7 +69,7 @@ async def open_imports(worker, specs: Sequence[CacheImport], job: Job) -> list[C
 async def export_caches(worker, specs: Sequence[CacheExport], solved: Sequence[SolveResult],
                         graphs: Sequence[Graph], job: Job) -> dict[str, str]:
     """Write every non-inline cache export (inline ones ride along with the image exporter)."""
-    from pybuildkit.worker.remotecache import local, registry
+    from pybuildkit.worker.remotecache import common, local, mounts, registry
 
     response: dict[str, str] = {}
     for spec in specs:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pybuildkit.appliance.build import Output
+from pybuildkit.appliance.outputs import Output
 from pybuildkit.appliance.cli.checks import (UsageError, check_entitlements, check_metadata_file, check_opts,
                                               check_outputs, check_root, output_place)
 
