@@ -23,6 +23,9 @@ from pybuildkit.appliance.session.transport import ServedOverStream
 from pybuildkit.worker.fsutil.walk import WalkOptions
 from pybuildkit.worker.providers import CredentialProvider, SecretSources, SSHAgents
 
+#: how the client names itself to token services it asks on the daemon's behalf
+TOKEN_USER_AGENT = "pybuildctl"
+
 
 @dataclass(frozen=True)
 class OutputTarget:
@@ -88,6 +91,8 @@ class ClientSession:
         if self.credentials is not None:
             out[svc.AUTH_CREDENTIALS] = _handler("unary", self._credentials, spb.CredentialsRequest,
                                                  spb.CredentialsResponse)
+            out[svc.AUTH_FETCH_TOKEN] = _handler("unary", self._fetch_token, spb.FetchTokenRequest,
+                                                 spb.FetchTokenResponse)
         return out
 
     def methods(self) -> list[str]:
@@ -199,6 +204,24 @@ class ClientSession:
         if not creds:
             return spb.CredentialsResponse()
         return spb.CredentialsResponse(Username=creds[0], Secret=creds[1])
+
+    async def _fetch_token(self, request: spb.FetchTokenRequest, context: grpc.aio.ServicerContext):
+        """Fetch the registry's bearer token here, with our credentials, and hand the daemon only
+        the token (as buildctl does): the password never leaves this process."""
+        import httpx
+
+        from pybuildkit.worker.registry.token import TokenError, fetch_token
+
+        assert self.credentials is not None
+        creds = await asyncio.to_thread(self.credentials.credentials, request.Host)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60, connect=10), follow_redirects=True,
+                                     headers={"User-Agent": TOKEN_USER_AGENT}) as http:
+            try:
+                token = await fetch_token(http, host=request.Host, realm=request.Realm, service=request.Service,
+                                          scopes=list(request.Scopes), credentials=creds)
+            except TokenError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        return spb.FetchTokenResponse(Token=token.token, ExpiresIn=token.expires_in, IssuedAt=token.issued_at)
 
     # -- the stream ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,13 @@ from pybuildkit.appliance.session.transport import DialedChannel
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.fsutil.walk import WalkOptions
 from pybuildkit.worker.providers import OCI_LAYOUT_DIR_PREFIX, LocalSyncRequest, Providers
+from pybuildkit.worker.registry.token import DEFAULT_EXPIRES_IN, Token
 
 log = logging.getLogger("pybuildkitd")
 HEALTH_INTERVAL = 10.0
 HEALTH_TIMEOUT = 30.0
+#: the ClientID BuildKit's daemon sends with FetchToken
+TOKEN_CLIENT_ID = "buildkit-client"
 
 
 class SessionError(BuildError):
@@ -125,6 +128,23 @@ class Session:
         except grpc.aio.AioRpcError:
             return None
         return (resp.Username, resp.Secret) if resp.Username or resp.Secret else None
+
+    async def fetch_token(self, host: str, realm: str, service: str, scopes: Sequence[str]) -> Token | None:
+        """A bearer token the client fetched with its own credentials (Auth.FetchToken, as buildctl
+        answers it); None when the client does not offer it or failed, and the daemon then
+        fetches the token itself with what Credentials gives."""
+        if not self.supports(svc.AUTH_FETCH_TOKEN):
+            return None
+        method = self.channel.unary_unary(svc.AUTH_FETCH_TOKEN,
+                                          request_serializer=spb.FetchTokenRequest.SerializeToString,
+                                          response_deserializer=spb.FetchTokenResponse.FromString)
+        try:
+            resp = await method(spb.FetchTokenRequest(ClientID=TOKEN_CLIENT_ID, Host=host, Realm=realm,
+                                                      Service=service, Scopes=list(scopes)))
+        except grpc.aio.AioRpcError as exc:
+            log.debug("session %s: FetchToken for %s failed (%s); fetching it here", self.id, host, exc.details())
+            return None
+        return Token(resp.Token, resp.ExpiresIn or DEFAULT_EXPIRES_IN, resp.IssuedAt) if resp.Token else None
 
     async def agent_socket(self, agent_id: str) -> Path | None:
         """A unix socket in the daemon; each connection is one ForwardAgent stream to the client."""
@@ -292,6 +312,9 @@ class SessionCredentials:
 
     async def credentials(self, host: str) -> tuple[str, str] | None:
         return await self.session.credentials(host)
+
+    async def fetch_token(self, host: str, realm: str, service: str, scopes: Sequence[str]) -> Token | None:
+        return await self.session.fetch_token(host, realm, service, scopes)
 
 
 class SessionManager:

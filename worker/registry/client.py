@@ -1,7 +1,8 @@
 """An async registry client (OCI distribution API) for pulls and pushes.
 
 Auth follows the challenge a registry sends: anonymous first, then basic or a bearer token
-(fetched from the realm with basic credentials when we have them), cached per scope. Registries
+(fetched by the building client over its session, else from the realm with the basic credentials
+we have), cached per scope. Registries
 on loopback that answer HTTPS with plain HTTP are retried over HTTP, never on a certificate
 error, as containerd does.
 """
@@ -22,6 +23,7 @@ from pybuildkit.worker.content.store import ContentStore, Descriptor
 from pybuildkit.worker.registry.auth import CredentialProvider, TokenCache, basic_header, parse_challenge
 from pybuildkit.worker.registry.hosts import Endpoint, RegistryHosts
 from pybuildkit.worker.registry.reference import Reference
+from pybuildkit.worker.registry.token import Token, TokenError, fetch_token
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
@@ -30,6 +32,8 @@ MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 CHUNK = 8 << 20
 RETRIES = 5
+#: the longest an Authorization header is reused, whatever lifetime its token has
+TOKEN_REUSE_LIMIT = 3600.0
 
 
 class RegistryError(BuildError):
@@ -160,11 +164,12 @@ class RegistryClient:
             challenge = response.headers.get("WWW-Authenticate", "")
             if stream:
                 await response.aclose()
-            auth = await self._authorize(endpoint, challenge, scope)
-            if auth is None:
+            granted = await self._authorize(endpoint, challenge, scope)
+            if granted is None:
                 return response
+            auth, lifetime = granted
             headers["Authorization"] = auth
-            self._tokens.put(token_key, scope, auth, 3600)
+            self._tokens.put(token_key, scope, auth, lifetime)
             if "content" in kwargs and hasattr(kwargs["content"], "seek"):
                 kwargs["content"].seek(0)
         return response
@@ -176,33 +181,37 @@ class RegistryClient:
         return "wrong version number" in text or "http request" in text or (
             isinstance(cause, ssl.SSLError) and "wrong version number" in str(cause).lower())
 
-    async def _authorize(self, endpoint: Endpoint, challenge: str, scope: str) -> str | None:
+    async def _authorize(self, endpoint: Endpoint, challenge: str, scope: str) -> tuple[str, float] | None:
+        """The Authorization header answering `challenge` and how long to reuse it. A bearer
+        token is asked of the building client first (its session's Auth.FetchToken, so its
+        password stays with it), else fetched here with the credentials it or the daemon has."""
         parsed = parse_challenge(challenge)
-        creds = await self._credentials(endpoint.host)
         if parsed.scheme == "basic":
-            return basic_header(*creds) if creds else None
+            creds = await self._credentials(endpoint.host)
+            return (basic_header(*creds), TOKEN_REUSE_LIMIT) if creds else None
         if parsed.scheme != "bearer" or "realm" not in parsed.params:
             return None
-        params = {"service": parsed.params.get("service", "")}
-        if scope:
-            params["scope"] = scope
-        headers = {}
-        if creds and creds[0] != "<token>":
-            headers["Authorization"] = basic_header(*creds)
-        token_client = self._client(endpoint)
-        try:
-            response = await token_client.get(parsed.params["realm"], params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise RegistryError(f"failed to fetch an auth token for {endpoint.host} from {parsed.params['realm']}: {exc}",
-                                host=endpoint.host) from exc
-        if response.status_code != 200:
-            raise RegistryError(
-                f"failed to authorize: failed to fetch token: {response.status_code} {response.reason_phrase} "
-                f"from {endpoint.host}", host=endpoint.host,
-                hint=f"check the credentials for {endpoint.host} in your docker config")
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
-        return f"Bearer {token}" if token else None
+        realm, service, scopes = parsed.params["realm"], parsed.params.get("service", ""), [scope] if scope else []
+        token = await self._client_token(endpoint.host, realm, service, scopes)
+        if token is None:
+            try:
+                token = await fetch_token(self._client(endpoint), host=endpoint.host, realm=realm, service=service,
+                                          scopes=scopes, credentials=await self._credentials(endpoint.host))
+            except TokenError as exc:
+                raise RegistryError(exc.message, host=endpoint.host, hint=exc.hint) from exc
+        if not token.token:
+            return None
+        return f"Bearer {token.token}", min(max(token.expires_in - 5, 1), TOKEN_REUSE_LIMIT)
+
+    async def _client_token(self, host: str, realm: str, service: str, scopes: list[str]) -> Token | None:
+        """A token fetched by the building client, or None when it cannot (no session, an older
+        client, or a realm it cannot reach: then the daemon fetches it with the credentials)."""
+        from pybuildkit.worker.providers import build_credentials, maybe_await
+
+        fetch = getattr(build_credentials.get(), "fetch_token", None)
+        if fetch is None:
+            return None
+        return await maybe_await(fetch(host, realm, service, scopes))
 
     async def _credentials(self, host: str) -> tuple[str, str] | None:
         """The building client's credentials (its session) first, then the daemon's own."""

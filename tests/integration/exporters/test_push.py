@@ -77,6 +77,19 @@ def test_three_platform_image_to_two_authenticated_registries(pybuildctl, base_i
     assert tokens.issued, "the bearer registry was reached through the token service"
 
 
+def test_the_client_fetches_bearer_tokens_so_its_password_stays_with_it(pybuildctl, base_image, builder_config,
+                                                                       auth_registries, tmp_path) -> None:
+    """The daemon asks the session's Auth.FetchToken first (as BuildKit does): the token service
+    hears only from pybuildctl, and the daemon gets a scoped token, not bob's password."""
+    _, bearer, tokens = auth_registries
+    docker_config = _docker_config(tmp_path / "docker", {bearer.host: ("bob", "builder")})
+    config = _config(tmp_path / "cfg.toml", f'[registry."{bearer.host}"]\nhttp = true\n', builder_config)
+    definition = llb.image(base_image).run(["/bin/true"]).root().marshal().SerializeToString()
+    pybuildctl(["--output", f"type=image,name={bearer.host}/fetched/by-client:1,push=true"], stdin=definition,
+               env={"DOCKER_CONFIG": str(docker_config)}, config=config)
+    assert tokens.requesters and set(tokens.requesters) == {"pybuildctl"}, tokens.requesters
+
+
 def test_bad_credentials_name_the_registry(pybuildctl, base_image, builder_config, auth_registries, tmp_path) -> None:
     tls, _, _ = auth_registries
     docker_config = _docker_config(tmp_path / "docker", {tls.host: ("alice", "wrong")})
