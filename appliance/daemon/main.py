@@ -137,6 +137,14 @@ def _notifier():
     return Notifier.from_env()
 
 
+async def _say_step_network() -> None:
+    from pybuildkit.worker.executor.netinfo import step_network
+
+    network = await asyncio.to_thread(step_network)
+    if network is not None:
+        log.info("%s", network.summary())
+
+
 async def _delegated_cgroup(args: argparse.Namespace) -> str | None:
     """The parent for the steps' cgroups, from systemd's delegation; one log line either way.
     Inside rootlesskit the bus is out of reach: the launcher asked before it entered."""
@@ -241,11 +249,12 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             await run_gc()
 
     timer = asyncio.ensure_future(gc_timer())
+    network_note = asyncio.ensure_future(_say_step_network())  # after ready: pyroute2 takes 0.25 s to load
     await stop.wait()
     log.info("stopping: cancelling %d running builds", len(jobs.active()))
     if notifier is not None:
         notifier.stopping()
-    for task in (timer, watchdog):
+    for task in (timer, watchdog, network_note):
         if task is not None:
             task.cancel()
     for binding in bindings:

@@ -133,6 +133,7 @@ def test_the_default_slirp_network_reaches_the_registry_on_the_host_side(
     routes = [line.split() for line in (tmp_path / "out" / "route").read_text().splitlines()[1:]]
     default = next(r for r in routes if r[1] == "00000000")
     assert (default[0], default[2]) == ("tap0", "0202000A")  # via slirp4netns' gateway 10.0.2.2
+    assert "network: RUN steps share the daemon's network: default route via 10.0.2.2 dev tap0" in output
 
 
 @pytest.fixture
