@@ -150,7 +150,11 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     inherited = _inherited_listeners(args)
     notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
     await asyncio.to_thread(_private_binfmt, args)
-    builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m))
+    from pybuildkit.appliance.frontend_process import warm_up
+
+    builder, _ = await asyncio.gather(  # the frontends' fork server starts while the worker does
+        asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), isolate_frontend=True),
+        asyncio.to_thread(warm_up))
     worker = builder.worker
     platforms = await asyncio.to_thread(_platform_probe, config.root)
     jobs = Jobs()
