@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pybuildkit.appliance.config import FrontendConfig
 from pybuildkit.appliance.epoch import epoch_from_attrs
+from pybuildkit.appliance.frontend_runner import FrontendBudget, run_budgeted
 from pybuildkit.appliance.outputs import (
     CHECK_RESULT_STATUS,
     CHECK_RESULT_TEXT,
@@ -62,9 +64,14 @@ class Builder:
     """A worker plus a solver: what a daemon keeps for its lifetime, and daemonless for one build."""
 
     def __init__(self, worker: Worker, *, max_parallelism: int,
-                 image_defaults: Mapping[str, str] | None = None, max_expansion: int | None = None) -> None:
+                 image_defaults: Mapping[str, str] | None = None, max_expansion: int | None = None,
+                 frontend_budget: FrontendBudget | None = None, isolate_frontend: bool = False) -> None:
         self.worker = worker
         self.max_expansion = max_expansion  # [frontend] max-expansion-size
+        defaults = FrontendConfig()
+        # [frontend] time-budget and memory-budget: what one build's Dockerfile may cost the daemon
+        self.frontend_budget = frontend_budget or FrontendBudget(defaults.time_budget, defaults.memory_budget)
+        self.isolate_frontend = isolate_frontend  # the daemon's: a process per build (frontend_process)
         self.solver = Solver(worker, worker.cache, max_parallelism=max_parallelism)
         self.image_defaults = dict(image_defaults or {})
 
@@ -166,7 +173,12 @@ class Builder:
         ignore_step = InternalStep(job.progress, "[internal] load .dockerignore")
         ignore_step.transferred("context", len(inputs.dockerignore or b""))
         ignore_step.done()
-        result = await dockerfile_build(inputs)
+        if self.isolate_frontend:
+            from pybuildkit.appliance.frontend_process import run_in_process
+
+            result = await run_in_process(inputs, self.frontend_budget)
+        else:
+            result = await run_budgeted(dockerfile_build, inputs, self.frontend_budget)
         for warning in result.warnings:
             short = str(getattr(warning, "short", warning)).encode()
             description = getattr(warning, "description", "")
@@ -335,7 +347,7 @@ def _bool_attr(attrs: Mapping[str, str], key: str, default: bool | None) -> bool
     raise BuildError(f"invalid value {attrs[key]!r} for {key}: expected true or false")
 
 
-def make_builder(config, *, log=None, cgroup_parent: str | None = None) -> Builder:
+def make_builder(config, *, log=None, cgroup_parent: str | None = None, isolate_frontend: bool = False) -> Builder:
     from pybuildkit.worker.worker import WorkerConfig
 
     worker = Worker(WorkerConfig(root=config.root, snapshotter=config.worker.snapshotter,
@@ -347,4 +359,6 @@ def make_builder(config, *, log=None, cgroup_parent: str | None = None) -> Build
     frontend = getattr(config, "frontend", None)
     return Builder(worker, max_parallelism=config.worker.max_parallelism,
                    image_defaults=getattr(config, "image_exporter_defaults", None),
-                   max_expansion=getattr(frontend, "max_expansion_size", None))
+                   max_expansion=getattr(frontend, "max_expansion_size", None),
+                   frontend_budget=FrontendBudget(frontend.time_budget, frontend.memory_budget) if frontend else None,
+                   isolate_frontend=isolate_frontend)

@@ -56,6 +56,8 @@ IMAGE_EXPORTER_DEFAULT_KEYS = ("compression", "compression-level", "force-compre
 class FrontendConfig:
     """`[frontend]`: bounds on what one Dockerfile may make the frontend do."""
     max_expansion_size: int = 1 << 20  # characters one word may gain from ${...} (shell.lex)
+    time_budget: float = 30.0  # seconds one build's parse + convert may take (solver.budget)
+    memory_budget: int = 512 << 20  # bytes one build's parse + convert may produce (solver.budget)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ KNOWN_KEYS: dict[str, set[str]] = {
                           "reservedSpace", "maxUsedSpace", "minFreeSpace", "defaultCgroupParent", "runtime",
                           "labels", "gcpolicy", "snapshotter", "max-parallelism"},
     "system": {"platformsCacheMaxAge"},
+    "frontend": {"max-expansion-size", "time-budget", "memory-budget"},
 }
 
 
@@ -202,6 +205,12 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
                            "frontend.max-expansion-size")
     if max_expansion < 1:
         raise ConfigError(f"{where}: frontend.max-expansion-size must be at least 1")
+    time_budget = expect(frontend.get("time-budget", FrontendConfig.time_budget), (int, float), "frontend.time-budget")
+    if isinstance(time_budget, bool) or time_budget <= 0:
+        raise ConfigError(f"{where}: frontend.time-budget must be a positive number of seconds")
+    memory_budget = expect(frontend.get("memory-budget", FrontendConfig.memory_budget), int, "frontend.memory-budget")
+    if isinstance(memory_budget, bool) or memory_budget < 1:
+        raise ConfigError(f"{where}: frontend.memory-budget must be a positive number of bytes")
     config_root = data.get("root")
     if config_root is not None:
         expect(config_root, str, "root")
@@ -211,7 +220,8 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         registries=registries,
         worker=worker,
         grpc=GRPCConfig(tuple(addresses), grpc.get("uid"), grpc.get("gid"), _tls(grpc.get("tls"), where)),
-        frontend=FrontendConfig(max_expansion_size=max_expansion),
+        frontend=FrontendConfig(max_expansion_size=max_expansion, time_budget=float(time_budget),
+                                memory_budget=memory_budget),
         debug=bool(data.get("debug", False)),
         source=source,
         image_exporter_defaults=_image_defaults(data.get("exporter", {}).get("image", {}), where),

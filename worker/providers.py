@@ -65,6 +65,9 @@ class OCIStores(Protocol):
     def layout_dir(self, store_id: str) -> Path | None:
         """The client's OCI image layout named `store_id` (`--oci-layout STORE=DIR`), or None."""
 
+    def close(self) -> None:
+        """The build is over: remove whatever `layout_dir` copied."""
+
 
 @dataclass
 class SecretSources:

@@ -33,6 +33,12 @@ VERSION = wpb.BuildkitVersion(package="github.com/pybuildkit/pybuildkit", versio
 NANOS = 1_000_000_000
 
 
+async def _remove_build_copies(job: BuildJob) -> None:
+    """What the build copied from the client (its --oci-layout stores) goes when the build does."""
+    if job.providers.oci_stores is not None:
+        await asyncio.to_thread(job.providers.oci_stores.close)
+
+
 class ControlService:
     def __init__(self, builder: Builder, jobs: Jobs, *, sessions: Any = None, worker_id: str = "",
                  platforms: Callable[[], Sequence[str]] | None = None, gc_policies: Sequence[Policy] = (),
@@ -80,6 +86,7 @@ class ControlService:
             log.exception("build %s: internal error", request.Ref)
             await context.abort(grpc.StatusCode.INTERNAL, errors.message(exc))
         finally:
+            await _remove_build_copies(job)
             self.jobs.finish(job)
             if self._after_build is not None:
                 self._after_build()
@@ -91,7 +98,7 @@ class ControlService:
         session = None
         if request.Session and self.sessions is not None:
             session = await self.sessions.get(request.Session)
-            job.providers = session.providers()
+            job.providers = session.providers(scratch=self.builder.worker.run_dir)
             build_credentials.set(job.providers.credentials)
         job.session = session
         job.solve_started.set()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import grpc
 
+from pybuildkit.solver.budget import BudgetExceededError
 from pybuildkit.solver.errors import (BuildError, CancelledError, ConfigError, EntitlementError,
                                       InvalidDefinitionError)
 
@@ -10,6 +11,8 @@ from pybuildkit.solver.errors import (BuildError, CancelledError, ConfigError, E
 def status_code(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, CancelledError):
         return grpc.StatusCode.CANCELLED
+    if isinstance(exc, BudgetExceededError):  # the build asked for more than the daemon gives one build
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, EntitlementError):
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, (InvalidDefinitionError, ConfigError)):

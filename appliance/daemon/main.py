@@ -170,8 +170,12 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
     await asyncio.to_thread(_private_binfmt, args)
     cgroup_parent = await _delegated_cgroup(args)
-    builder = await asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m),
-                                      cgroup_parent=cgroup_parent)
+    from pybuildkit.appliance.frontend_process import warm_up
+
+    builder, _ = await asyncio.gather(  # the frontends' fork server starts while the worker does
+        asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
+                          isolate_frontend=True),
+        asyncio.to_thread(warm_up))
     worker = builder.worker
     platforms = await asyncio.to_thread(_platform_probe, config.root)
     jobs = Jobs()

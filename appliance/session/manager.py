@@ -63,11 +63,13 @@ class Session:
 
     # -- providers the worker uses ---------------------------------------------------------
 
-    def providers(self) -> Providers:
+    def providers(self, scratch: Path | None = None) -> Providers:
+        """One build's providers; `scratch` is the daemon's directory for the build's copies of
+        the client's files (under its root, wiped at start-up), else the system's temp dir."""
         files = self.supports(svc.FILESYNC_DIFFCOPY)
         return Providers(locals=SessionLocals(self) if files else None,
                          secrets=SessionSecrets(self), ssh=SessionSSH(self), credentials=SessionCredentials(self),
-                         oci_stores=SessionOCIStores(self) if files else None)
+                         oci_stores=SessionOCIStores(self, scratch) if files else None)
 
     def _blocking(self, coro: Any) -> Any:
         """Run `coro` on the daemon loop from a worker thread and wait for it."""
@@ -272,15 +274,17 @@ class SessionLocals:
 
 class SessionOCIStores:
     """`--oci-layout NAME=DIR` of the client: the layout is copied once per build, through the
-    same file sync as the build context, into a private directory the worker reads."""
+    same file sync as the build context, into a private directory the worker reads, under the
+    daemon's root; `close` removes the copies when the build ends."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, scratch: Path | None = None) -> None:
         self.session = session
+        self.scratch = scratch
         self._copies: dict[str, Path] = {}
 
     def layout_dir(self, store_id: str) -> Path | None:
         if store_id not in self._copies:
-            dest = Path(tempfile.mkdtemp(prefix="oci-layout-"))
+            dest = Path(tempfile.mkdtemp(prefix="oci-layout-", dir=self.scratch))
             try:
                 SessionLocals(self.session).sync(LocalSyncRequest(OCI_LAYOUT_DIR_PREFIX + store_id), dest)
             except BuildError:  # the client has no layout of that name
@@ -288,6 +292,11 @@ class SessionOCIStores:
                 return None
             self._copies[store_id] = dest
         return self._copies[store_id]
+
+    def close(self) -> None:
+        for copy in self._copies.values():
+            shutil.rmtree(copy, ignore_errors=True)
+        self._copies.clear()
 
 
 class SessionSecrets:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pybuildkit.solver.budget import checkpoint
 from pybuildkit.solver.llb.imageref import normalize_image_ref
 from pybuildkit.solver.llb.marshal import op_digest
 from pybuildkit.solver.pb import ops_pb2 as pb
@@ -644,25 +645,38 @@ def diff(lower: State, upper: State, constraints: Constraints = Constraints()) -
 
 
 def marshal_definition(output: Output | None, platform: Platform | None = None) -> pb.Definition:
-    """Post-order DFS from `output`: every op after its inputs, duplicates by digest dropped."""
+    """Post-order DFS from `output`: every op after its inputs, duplicates by digest dropped.
+
+    With an explicit stack: a Dockerfile of a thousand RUN lines is a chain deeper than Python's
+    recursion limit, and it must marshal like any other."""
     ctx = _MarshalContext(platform or host_platform())
     definition = pb.Definition()
     seen: set[str] = set()
     source_maps: list[SourceMap] = []
 
-    def visit(vertex: Vertex) -> str:
-        if id(vertex) in ctx.digests:
-            return ctx.digests[id(vertex)]
-        for out in vertex.input_outputs():
-            visit(out.vertex)
+    def emit(vertex: Vertex) -> None:
         op = vertex.build_op(ctx)
         digest, data = op_digest(op)
+        checkpoint(len(data))
         ctx.digests[id(vertex)] = digest
         if digest not in seen:
             seen.add(digest)
             getattr(definition, "def").append(data)
         _add_metadata(definition, digest, vertex.constraints, source_maps)
-        return digest
+
+    def visit(root: Vertex) -> None:
+        stack: list[tuple[Vertex, bool]] = [(root, False)]
+        while stack:
+            vertex, inputs_done = stack.pop()
+            if id(vertex) in ctx.digests:
+                continue
+            if inputs_done:
+                emit(vertex)
+                continue
+            stack.append((vertex, True))
+            # reversed: the first input is visited (and emitted) first, as a recursive walk would
+            stack.extend((out.vertex, False) for out in reversed(vertex.input_outputs())
+                         if id(out.vertex) not in ctx.digests)
 
     if output is not None:
         visit(output.vertex)

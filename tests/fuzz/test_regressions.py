@@ -134,3 +134,11 @@ def test_long_unknown_instruction_is_rejected_quickly() -> None:
 def test_out_of_range_mount_numbers_name_the_option(option: str) -> None:
     key = option.split("=")[0]
     assert f"for {key}" in _rejected(f"FROM scratch\nRUN --mount=type=cache,target=/c,{option} true\n".encode())
+
+
+def test_a_chain_of_two_thousand_run_steps_converts_without_recursion() -> None:
+    """Found by hand after the campaign (its inputs are short): each RUN is one more link in a
+    chain the LLB marshaller used to walk recursively, a RecursionError from about 1,000 steps."""
+    dockerfile = b"FROM scratch\n" + b"".join(b"RUN echo %d\n" % i for i in range(2000))
+    outcome = run_frontend(dockerfile)
+    assert outcome.kind == Kind.converted, outcome.detail

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction
 from pybuildkit.frontend.dockerfile.instructions.values import is_number, parse_int
+from pybuildkit.solver.budget import checkpoint
 from pybuildkit.solver.llb import builder as llb
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def set_env(st: "StageState", key: str, value: str) -> None:
 
 
 async def dispatch(conv: "Converter", st: "StageState", ins: Instruction, build, *, onbuild: bool = False) -> None:
+    checkpoint()
     handler = _HANDLERS.get(ins.name)
     if handler is None:
         raise DockerfileError(f"unsupported instruction {ins.name}")

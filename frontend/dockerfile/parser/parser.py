@@ -18,6 +18,7 @@ from pybuildkit.frontend.dockerfile.parser.line_parsers import node_from_line
 from pybuildkit.frontend.dockerfile.parser.node import Node
 from pybuildkit.frontend.dockerfile.shell.gostrings import trim_left_space, trim_space
 from pybuildkit.frontend.dockerfile.shell.lex import ShellError
+from pybuildkit.solver.budget import checkpoint
 
 MAX_LINE_BYTES = 65535  # bufio.MaxScanTokenSize - 1
 EMPTY_CONTINUATION_URL = "https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/"
@@ -163,6 +164,7 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> ParseResult:
             token, end_of_line = directives.trim_continuation(token)
             parts.append(token)
         line = "".join(parts)
+        checkpoint(len(line))
         if empty_continuation:
             warnings.append(ParseWarning("Empty continuation line found in: " + line,
                                          ["Empty continuation lines will become errors in a future release"],
@@ -185,6 +187,7 @@ def parse(data: bytes | str, *, filename: str = "Dockerfile") -> ParseResult:
             else:
                 raise error("unterminated heredoc", start_line, current)
             heredoc.content = "".join(body)
+            checkpoint(len(heredoc.content))
             child.heredocs.append(heredoc)
         child.start_line, child.end_line = start_line, current
         if root.start_line < 0:

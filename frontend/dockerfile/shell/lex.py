@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pybuildkit.frontend.dockerfile.shell import pattern as patterns
 from pybuildkit.frontend.dockerfile.shell.gostrings import SPACES, go_quote, is_digit, is_letter, is_space
+from pybuildkit.solver.budget import checkpoint
 from pybuildkit.solver.errors import BuildError
 
 _EOF = ""
@@ -144,6 +145,7 @@ class _ShellWord:
     def grow(self, name: str, size: int) -> None:
         """Count what an expansion adds; checked as it happens, so a bomb stops at the bound."""
         self.expanded += size
+        checkpoint(size)
         if self.expanded > self.lex.max_expansion:
             raise ExpansionLimitError(f"expanding ${{{name}}} makes the word longer than the limit of "
                                       f"{self.lex.max_expansion} characters", variable=name)
@@ -409,6 +411,7 @@ class Lex:
         # Go's scanner reads each invalid UTF-8 byte as U+FFFD.
         text = _SURROGATE_BYTES.sub("\ufffd", word) if not word.isascii() else word
         shell_word = _ShellWord(self, text, env)
+        checkpoint(len(text))
         result, words = shell_word.process(word)
         return shell_word, result, words
 

@@ -77,3 +77,20 @@ def test_frontend_expansion_bound_defaults_to_one_mebi_and_is_configurable(tmp_p
     assert parse_config({"frontend": {"max-expansion-size": 4096}}, root=tmp_path).frontend.max_expansion_size == 4096
     with pytest.raises(ConfigError, match="frontend.max-expansion-size"):
         parse_config({"frontend": {"max-expansion-size": 0}}, root=tmp_path)
+
+
+def test_frontend_budget_defaults_to_thirty_seconds_and_512_mebi(tmp_path: Path) -> None:
+    frontend = parse_config({}, root=tmp_path).frontend
+    assert (frontend.time_budget, frontend.memory_budget) == (30.0, 512 << 20)
+    frontend = parse_config({"frontend": {"time-budget": 2.5, "memory-budget": 1 << 20}}, root=tmp_path).frontend
+    assert (frontend.time_budget, frontend.memory_budget) == (2.5, 1 << 20)
+
+
+@pytest.mark.parametrize("table, key", [({"time-budget": 0}, "frontend.time-budget"),
+                                        ({"time-budget": "30s"}, "frontend.time-budget"),
+                                        ({"memory-budget": -1}, "frontend.memory-budget"),
+                                        ({"memory-budget": 1.5}, "frontend.memory-budget"),
+                                        ({"time-budgets": 3}, "unknown key 'frontend.time-budgets'")])
+def test_a_bad_frontend_budget_names_its_key(tmp_path: Path, table: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        parse_config({"frontend": table}, root=tmp_path)
