@@ -20,10 +20,8 @@ from tests.fixtures.base_image import push_base_images
 from tests.fixtures.buildctl import BuildRun
 from tests.fixtures.daemon import Daemon, start_daemon
 from tests.fixtures.registry import Registry, start_registry
+from tests.fixtures.shared import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
-# The shared data sits next to the main checkout; a worktree (/work/wt/NAME) is one level deeper.
-SHARED = next((p / "shared" for p in REPO.parents if (p / "shared" / "conformance").is_dir()), REPO.parent / "shared")
 ALLOW_SKIP_MARKER = "allow_skip_in_ci"
 
 

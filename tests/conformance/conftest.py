@@ -1,14 +1,13 @@
 """Where the upstream conformance data lives, and a pass-count report per module."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-DATA = Path(os.environ.get("PYBUILDKIT_CONFORMANCE") or next(
-    (p / "shared" / "conformance" for p in Path(__file__).resolve().parents[2:] if (p / "shared" / "conformance").is_dir()),
-    Path(__file__).resolve().parents[3] / "shared" / "conformance"))
+from tests.fixtures.shared import CONFORMANCE
+
+DATA = CONFORMANCE
 
 
 def require_data(sub: str) -> Path:

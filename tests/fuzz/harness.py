@@ -8,34 +8,19 @@ anything else is an uncaught exception, and anything over the time bound is slow
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 from pybuildkit.frontend.dockerfile.builder import FrontendInputs, build
 from pybuildkit.solver.definition import load_definition, parse_definition
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import parse_platform
+from tests.fixtures.shared import CONFORMANCE
 
 SLOW_SECONDS = 1.0
-
-
-def _conformance_dir() -> Path:
-    """The shared conformance data: $PYBUILDKIT_CONFORMANCE, else the nearest `shared/` above the
-    checkout (a worktree sits one level deeper than the main checkout)."""
-    if os.environ.get("PYBUILDKIT_CONFORMANCE"):
-        return Path(os.environ["PYBUILDKIT_CONFORMANCE"])
-    for parent in Path(__file__).resolve().parents[2:]:
-        if (parent / "shared" / "conformance").is_dir():
-            return parent / "shared" / "conformance"
-    return Path(__file__).resolve().parents[3] / "shared" / "conformance"
-
-
-CONFORMANCE = _conformance_dir()
 BUILD_PLATFORM = parse_platform("linux/amd64")
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,8 +9,9 @@ from pybuildkit.solver.llb import builder as llb
 from pybuildkit.solver.llb.marshal import digest_of, marshal_op
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.platforms import Platform
+from tests.fixtures.shared import SHARED
 
-GOLDEN = Path(__file__).resolve().parents[4] / "shared" / "compat" / "llb-golden"
+GOLDEN = SHARED / "compat" / "llb-golden"
 AMD64 = Platform("linux", "amd64")
 IMAGE = "127.0.0.1:5300/busybox:latest"
 
