@@ -60,6 +60,11 @@ class _Server:
         self._control = ours
         return ours
 
+    def start_in_background(self) -> None:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._start()
+
     def connect(self) -> tuple[socket.socket, int]:
         """A socket to a freshly forked frontend process, and that process's pidfd."""
         with self._lock:
@@ -87,8 +92,10 @@ _server = _Server()
 
 
 def warm_up() -> None:
-    """Start the fork server now (an interpreter start and the imports), not in a build."""
-    _server.connect()[0].close()
+    """Start the fork server now (an interpreter start and the imports), not in a build. It
+    does not wait for it: the daemon is ready before the server is (the first build's fork
+    waits if it comes that early), so readiness does not pay for the frontend's imports."""
+    _server.start_in_background()
 
 
 async def run_in_process(inputs: FrontendInputs, limits: FrontendBudget) -> FrontendResult:
