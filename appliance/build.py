@@ -56,10 +56,6 @@ class BuildResult:
     results: list[tuple[Platform, Snapshot | None]]
 
 
-# `--opt method=check`: the frontend's answer travels as a subrequest result does in BuildKit,
-# in the response metadata; nothing is solved or exported.
-
-
 class Builder:
     """A worker plus a solver: what a daemon keeps for its lifetime, and daemonless for one build."""
 

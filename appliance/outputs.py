@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from pybuildkit.solver.errors import BuildError
 
-#: the exporter-response keys of a `--opt method=check` build (the lint report is the result)
+#: the exporter-response keys of a `--opt method=check` build: the frontend's report travels as a
+#: subrequest result does in BuildKit, in the response metadata; nothing is solved or exported
 CHECK_RESULT_TEXT = "result.txt"
 CHECK_RESULT_STATUS = "result.statuscode"
 

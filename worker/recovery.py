@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
+from pybuildkit.worker.executor.runtime import RUNTIMES
 from pybuildkit.worker.snapshot import mount as m
-
-RUNTIMES = ("runc", "crun")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError, Instruction, did_you_mean
+from pybuildkit.frontend.dockerfile.instructions.values import is_number
 
 
 @dataclass
@@ -48,7 +49,7 @@ def find_stage(stages: list[Stage], ref: str, *, before: int | None = None) -> S
     for stage in stages[:limit]:
         if stage.name and stage.name == lowered:
             return stage
-    if ref.isascii() and ref.isdigit() and len(ref) < 10 and int(ref) < limit:
+    if is_number(ref) and int(ref) < limit:
         return stages[int(ref)]
     return None
 

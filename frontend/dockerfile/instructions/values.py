@@ -10,7 +10,6 @@ import re
 from pybuildkit.frontend.dockerfile.instructions.errors import DockerfileError
 
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,18}")  # fits Go's int64, so no bignum surprises
-_OCTAL = re.compile(r"[0-7]{1,12}")
 
 
 def is_number(text: str) -> bool:
@@ -33,8 +32,3 @@ def parse_int(what: str, text: str, *, minimum: int | None = None, maximum: int 
         raise DockerfileError(f"invalid value {_shown(text)} for {what}: expected an integer{low}{high}")
     return value
 
-
-def parse_octal(what: str, text: str) -> int:
-    if _OCTAL.fullmatch(text) is None:
-        raise DockerfileError(f"invalid value {_shown(text)} for {what}: expected an octal number")
-    return int(text, 8)
