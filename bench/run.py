@@ -9,7 +9,8 @@ It starts its own registry on 127.0.0.1 seeded with the fixture base image, gene
 cold run; the start is not timed but reported, with the daemon's RSS idle and after the work).
 `--profile NAME` runs that workload once more after its timed runs under py-spy (all
 processes, native frames off) and writes the collapsed stacks (speedscope and flamegraph.pl
-read them) plus a summary of the heaviest functions.
+read them) plus a summary of the heaviest functions; with `--daemon` the daemon is profiled
+too, into profile-NAME-daemon.txt.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import functools
 import json
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -80,6 +82,8 @@ class Bench:
         self.daemon_rss_idle: list[float] = []
         self.daemon_rss_peak = 0.0
         self.profile_out: Path | None = None  # set while the profiled run of --profile runs
+        self.daemon_profile_out: Path | None = None  # with --daemon: where that run's daemon profile goes
+        self.daemon_spy: subprocess.Popen[bytes] | None = None
 
     def state(self, name: str, fresh: bool) -> Path:
         root = self.work / "state" / name
@@ -128,6 +132,8 @@ class Bench:
             daemon = self.daemons[root] = start_daemon(root, self.config, rundir)
             self.daemon_ready.append(time.perf_counter() - start)
             self.daemon_rss_idle.append(_rss_mb(daemon.proc.pid, "VmRSS"))
+            if self.daemon_profile_out is not None and self.daemon_spy is None:
+                self.spy_on(daemon)
         return daemon
 
     def stop_daemon(self, root: Path) -> None:
@@ -156,12 +162,32 @@ class Bench:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
             out = self.args.profile_dir / f"profile-{slug}.txt"
             self.profile_out = out
+            self.daemon_profile_out = self.args.profile_dir / f"profile-{slug}-daemon.txt"
+            if self.args.daemon and self.daemons:
+                self.spy_on(list(self.daemons.values())[-1])  # a warm workload's daemon
             try:
                 fn()
             finally:
-                self.profile_out = None
+                self.profile_out = self.daemon_profile_out = None
+                spied, self.daemon_spy = self.daemon_spy, None
+                if spied is not None:
+                    spied.send_signal(signal.SIGINT)
+                    spied.wait(timeout=60)
             print(summarize_profile(out), file=sys.stderr)
             print(f"  profile of {name}: {out} (collapsed stacks)", file=sys.stderr)
+            if spied is not None:
+                daemon_out = self.args.profile_dir / f"profile-{slug}-daemon.txt"
+                print("  the daemon:\n" + summarize_profile(daemon_out), file=sys.stderr)
+                print(f"  profile of {name} in the daemon: {daemon_out} (collapsed stacks)", file=sys.stderr)
+
+    def spy_on(self, daemon: Daemon) -> None:
+        """py-spy attached to the daemon the profiled run talks to (a cold run's starts inside it)."""
+        assert self.daemon_profile_out is not None
+        self.daemon_spy = subprocess.Popen(
+            [*py_spy(), "record", "--rate", "250", "--format", "raw",
+             "--output", str(self.daemon_profile_out), "--pid", str(daemon.proc.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let py-spy attach before the build starts (following subprocesses lost the samples)
 
     def run_all(self) -> None:
         w3_ctx = self.work / "w3-context"
