@@ -14,6 +14,7 @@ declare -A PACKAGE=(
   [appliance/api/proto/gateway.proto]=pybuildkit.appliance.api.proto
   [appliance/session/proto/fsutil.proto]=pybuildkit.appliance.session.proto
   [appliance/session/proto/session.proto]=pybuildkit.appliance.session.proto
+  [appliance/session/proto/batch.proto]=pybuildkit.appliance.session.proto
 )
 
 tmp=$(mktemp -d)

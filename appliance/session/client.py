@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets as random
 import string
@@ -17,9 +18,11 @@ import grpc
 
 from pybuildkit.appliance.session import services as svc
 from pybuildkit.appliance.session.fsutilwire import receive_tree, send_tree
+from pybuildkit.appliance.session.packets import PacketStream, message_type
+from pybuildkit.appliance.session.proto import batch_pb2 as bpb
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
 from pybuildkit.appliance.session.proto import session_pb2 as spb
-from pybuildkit.appliance.session.transport import ServedOverStream
+from pybuildkit.appliance.session.transport import ServedOverStream, joined
 from pybuildkit.worker.fsutil.walk import WalkOptions
 from pybuildkit.worker.providers import CredentialProvider, SecretSources, SSHAgents
 
@@ -69,6 +72,8 @@ class ClientSession:
     credentials: CredentialProvider | None = None
     outputs: Sequence[OutputTarget | None] = ()
     session_id: str = field(default_factory=_new_id)
+    #: offer pybuildkit's batched DiffCopy twins next to upstream's (appliance/session/packets.py)
+    batched: bool = True
 
     def __post_init__(self) -> None:
         self._closed = asyncio.Event()
@@ -80,9 +85,16 @@ class ClientSession:
         out = {svc.HEALTH_CHECK: _handler("unary", self._health, spb.HealthCheckRequest, spb.HealthCheckResponse)}
         if self.dirs:
             out[svc.FILESYNC_DIFFCOPY] = _handler("stream", self._diffcopy, fpb.Packet, fpb.Packet)
+            if self.batched:
+                out[svc.FILESYNC_DIFFCOPY_BATCHED] = _handler("stream", functools.partial(self._diffcopy, batched=True),
+                                                              bpb.PacketBatch, bpb.PacketBatch)
         if any(self.outputs):
             out[svc.FILESEND_DIFFCOPY] = grpc.stream_stream_rpc_method_handler(
                 self._filesend, request_deserializer=_RawBytes.FromString, response_serializer=bytes)
+            if self.batched:
+                out[svc.FILESEND_DIFFCOPY_BATCHED] = grpc.stream_stream_rpc_method_handler(
+                    functools.partial(self._filesend, batched=True), request_deserializer=_RawBytes.FromString,
+                    response_serializer=bytes)
         if self.secrets is not None:
             out[svc.SECRETS_GET] = _handler("unary", self._get_secret, spb.GetSecretRequest, spb.GetSecretResponse)
         if self.ssh is not None and self.ssh.sockets:
@@ -108,7 +120,8 @@ class ClientSession:
     async def _health(self, request: spb.HealthCheckRequest, context: grpc.aio.ServicerContext):
         return spb.HealthCheckResponse(status=spb.HealthCheckResponse.SERVING)
 
-    async def _diffcopy(self, requests: AsyncIterator[fpb.Packet], context: grpc.aio.ServicerContext) -> None:
+    async def _diffcopy(self, requests: AsyncIterator[fpb.Packet], context: grpc.aio.ServicerContext, *,
+                        batched: bool = False) -> None:
         meta = _meta(context)
         name = (meta.get(svc.KEY_DIR_NAME) or [""])[0]
         root = self.dirs.get(name)
@@ -117,14 +130,10 @@ class ClientSession:
                                                            f"(pass --local {name}=DIR)")
         opts = WalkOptions(tuple(meta.get(svc.KEY_INCLUDE, [])), tuple(meta.get(svc.KEY_EXCLUDE, [])),
                            tuple(meta.get(svc.KEY_FOLLOW, [])))
+        await send_tree(root, opts, PacketStream(context.read, context.write, batched=batched))
 
-        async def recv() -> fpb.Packet | None:
-            msg = await context.read()
-            return None if msg is grpc.aio.EOF else msg
-
-        await send_tree(root, opts, context.write, recv)
-
-    async def _filesend(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+    async def _filesend(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, *,
+                        batched: bool = False) -> None:
         meta = _meta(context)
         try:
             index = int((meta.get(svc.KEY_EXPORTER_ID) or ["0"])[0])
@@ -135,15 +144,19 @@ class ClientSession:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no output of that id on this client")
         assert target is not None
         if target.kind == "dir":
-            async def recv() -> fpb.Packet | None:
+            decode = message_type(batched).FromString
+
+            async def read() -> Any:
                 msg = await context.read()
-                return None if msg is grpc.aio.EOF else fpb.Packet.FromString(msg)
+                return msg if msg is grpc.aio.EOF else decode(msg)
 
-            async def send(packet: fpb.Packet) -> None:
-                await context.write(packet.SerializeToString())
+            async def write(message: Any) -> None:
+                await context.write(message.SerializeToString())
 
-            await receive_tree(Path(target.dest), send, recv, owners=os.geteuid() == 0)
+            await receive_tree(Path(target.dest), PacketStream(read, write, batched=batched), owners=os.geteuid() == 0)
             return
+        if batched:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a file output is sent with FileSend, not batched")
         out: BinaryIO = sys.stdout.buffer if target.dest == "-" else open(target.dest + ".pbk-part", "wb")
         try:
             while True:
@@ -236,7 +249,7 @@ class ClientSession:
         metadata += [(svc.HEADER_METHOD, m) for m in self.methods()]
 
         async def requests() -> AsyncIterator[spb.BytesMessage]:
-            while (data := await outgoing.get()) is not None:
+            async for data in joined(outgoing):
                 yield spb.BytesMessage(data=data)
 
         call = channel.stream_stream("/moby.buildkit.v1.Control/Session",

@@ -11,23 +11,24 @@ import asyncio
 import os
 import shutil
 import stat as st
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from pybuildkit.appliance.session.packets import PacketStream
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.fsutil.walk import WalkOptions, walk
 
 Packet = fpb.Packet
-DATA_CHUNK = 32 << 10
+DATA_CHUNK = 32 << 10  # what upstream's fsutil sends a DATA packet: what an upstream receiver expects
+BATCHED_DATA_CHUNK = 1 << 20  # between pybuildkit ends a small file is one DATA packet
+READ_BATCH = 4096  # REQs answered in one go
+READ_GROUP_BYTES = 4 << 20  # file contents read in one thread hop
+WRITE_BATCH = 8192
 
 GO_DIR, GO_SYMLINK, GO_NAMED_PIPE, GO_DEVICE = 1 << 31, 1 << 27, 1 << 25, 1 << 26
 GO_CHAR_DEVICE, GO_SETUID, GO_SETGID, GO_STICKY, GO_SOCKET = 1 << 21, 1 << 23, 1 << 22, 1 << 20, 1 << 24
-
-Send = Callable[[fpb.Packet], Awaitable[None]]
-Recv = Callable[[], Awaitable["fpb.Packet | None"]]
-
 
 def go_mode(mode: int) -> int:
     out = mode & 0o777
@@ -106,32 +107,84 @@ def list_tree(root: Path, opts: WalkOptions) -> tuple[list[fpb.Stat], dict[int, 
     return stats, files
 
 
-async def send_tree(root: Path, opts: WalkOptions, send: Send, recv: Recv) -> int:
+async def send_tree(root: Path, opts: WalkOptions, stream: PacketStream) -> int:
     """Sender role; returns the number of bytes sent."""
     stats, files = await asyncio.to_thread(list_tree, root, opts)
     for item in stats:
-        await send(Packet(type=Packet.PACKET_STAT, stat=item))
-    await send(Packet(type=Packet.PACKET_STAT))
+        await stream.send(Packet(type=Packet.PACKET_STAT, stat=item))
+    await stream.send(Packet(type=Packet.PACKET_STAT))
     sent = 0
     while True:
-        packet = await recv()
+        packet = await stream.recv()
         if packet is None or packet.type == Packet.PACKET_FIN:
             if packet is not None:
-                await send(Packet(type=Packet.PACKET_FIN))
+                await stream.send(Packet(type=Packet.PACKET_FIN))
+            await stream.flush()
             return sent
         if packet.type == Packet.PACKET_ERR:
             raise TransferError(f"error from receiver: {packet.data.decode(errors='replace')}")
         if packet.type != Packet.PACKET_REQ:
             continue
-        path = files.get(packet.ID)
-        if path is None:
-            raise TransferError(f"receiver asked for entry {packet.ID}, which is not a file of the listing")
-        with open(path, "rb") as handle:
-            while data := await asyncio.to_thread(handle.read, 1 << 20):
-                for start in range(0, len(data), DATA_CHUNK):
-                    await send(Packet(type=Packet.PACKET_DATA, ID=packet.ID, data=data[start:start + DATA_CHUNK]))
-                sent += len(data)
-        await send(Packet(type=Packet.PACKET_DATA, ID=packet.ID))
+        wanted = [packet.ID]
+        while len(wanted) < READ_BATCH and (ahead := stream.peek()) is not None and ahead.type == Packet.PACKET_REQ:
+            wanted.append(ahead.ID)
+            await stream.recv()
+        paths = []
+        for ident in wanted:
+            path = files.get(ident)
+            if path is None:
+                raise TransferError(f"receiver asked for entry {ident}, which is not a file of the listing")
+            paths.append((ident, path))
+        sent += await _send_files(paths, stream)
+
+
+async def _send_files(paths: list[tuple[int, str]], stream: PacketStream) -> int:
+    """The DATA of each file, then its empty DATA; files are read in a thread, many at a time
+    (one thread hop for a batch of small files instead of two per file)."""
+    chunk = BATCHED_DATA_CHUNK if stream.batched else DATA_CHUNK
+    sent = 0
+    start = 0
+    while start < len(paths):
+        group, contents, big = await asyncio.to_thread(_read_group, paths, start)
+        for (ident, _), data in zip(group, contents):
+            for offset in range(0, len(data), chunk):
+                await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident, data=data[offset:offset + chunk]))
+            sent += len(data)
+            if big is None or ident != big[0]:
+                await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident))
+        start += len(group)
+        if big is not None:  # the group's last file is large: stream the rest of it
+            ident, handle = big
+            try:
+                while data := await asyncio.to_thread(handle.read, READ_GROUP_BYTES):
+                    for offset in range(0, len(data), chunk):
+                        await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident, data=data[offset:offset + chunk]))
+                    sent += len(data)
+            finally:
+                handle.close()
+            await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident))
+    return sent
+
+
+def _read_group(paths: list[tuple[int, str]], start: int) -> tuple[list[tuple[int, str]], list[bytes], tuple[int, BinaryIO] | None]:
+    """Files from `start` on, read whole until READ_GROUP_BYTES; a file that does not fit is
+    read up to that budget and returned open, as `big`, for the caller to stream on."""
+    group: list[tuple[int, str]] = []
+    contents: list[bytes] = []
+    budget = READ_GROUP_BYTES
+    for ident, path in paths[start:]:
+        handle = open(path, "rb")
+        data = handle.read(budget + 1)
+        group.append((ident, path))
+        if len(data) > budget:
+            contents.append(data)
+            return group, contents, (ident, handle)
+        handle.close()
+        contents.append(data)
+        budget -= len(data)
+        if budget <= 0:
+            break
+    return group, contents, None
 
 
 # ------------------------------------------------------------------------------- receiver
@@ -170,7 +223,7 @@ def _clean_rel(rel: str) -> str:
     return "/".join(parts)
 
 
-async def receive_tree(dest: Path, send: Send, recv: Recv, *, owners: bool | None = None) -> ReceiveStats:
+async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None = None) -> ReceiveStats:
     """Receiver role: make `dest` mirror the sender's listing, fetching only changed files."""
     owners = os.geteuid() == 0 if owners is None else owners
     dest.mkdir(parents=True, exist_ok=True)
@@ -178,7 +231,7 @@ async def receive_tree(dest: Path, send: Send, recv: Recv, *, owners: bool | Non
     listing: list[tuple[int, fpb.Stat, str]] = []
     index = 0
     while True:
-        packet = await recv()
+        packet = await stream.recv()
         if packet is None:
             raise TransferError("the sender closed the stream before the end of its listing")
         if packet.type == Packet.PACKET_ERR:
@@ -191,45 +244,82 @@ async def receive_tree(dest: Path, send: Send, recv: Recv, *, owners: bool | Non
         listing.append((index, packet.stat, rel))
         index += 1
     stats = ReceiveStats(listed=len(listing))
-    wanted: dict[int, str] = {}
+    wanted = await asyncio.to_thread(_changed, base, listing, owners)
+    stats.requested_paths = [rel for _, rel in wanted.values()]
+    for ident in wanted:
+        await stream.send(Packet(type=Packet.PACKET_REQ, ID=ident))
+    stats.requested = len(wanted)
+    files = _FileWriter({ident: tmp for ident, (tmp, _) in wanted.items()})
+    try:
+        while files.pending:
+            packet = await stream.recv()
+            if packet is None:
+                raise TransferError("the sender closed the stream while sending files")
+            batch = [packet]
+            while (ahead := stream.peek()) is not None and len(batch) < WRITE_BATCH:
+                batch.append(ahead)
+                await stream.recv()
+            if len(batch) == 1:
+                files.take(batch)
+            else:  # a received batch: its writes in one thread hop, off the daemon's loop
+                await asyncio.to_thread(files.take, batch)
+    finally:
+        files.close()
+    stats.bytes = files.bytes
+    await stream.send(Packet(type=Packet.PACKET_FIN))
+    await stream.flush()
+    tmps = {ident: tmp for ident, (tmp, _) in wanted.items()}
+    await asyncio.to_thread(_apply, base, listing, tmps, owners, stats)
+    return stats
+
+
+def _changed(base: str, listing: list[tuple[int, fpb.Stat, str]], owners: bool) -> dict[int, tuple[str, str]]:
+    """{id: (temporary path, relative path)} of the regular files whose metadata differs."""
+    wanted: dict[int, tuple[str, str]] = {}
     for ident, item, rel in listing:
         if _is_regular(item.mode) and not item.linkname:
             target = os.path.join(base, rel)
             if not _unchanged(item, target, owners):
-                wanted[ident] = target + f".pbk-recv-{ident}"
-                stats.requested_paths.append(rel)
-    for ident in wanted:
-        await send(Packet(type=Packet.PACKET_REQ, ID=ident))
-    stats.requested = len(wanted)
-    handles: dict[int, object] = {}
-    pending = set(wanted)
-    try:
-        while pending:
-            packet = await recv()
-            if packet is None:
-                raise TransferError("the sender closed the stream while sending files")
+                wanted[ident] = (target + f".pbk-recv-{ident}", rel)
+    return wanted
+
+
+class _FileWriter:
+    """Received DATA into each requested file's temporary path."""
+
+    def __init__(self, temps: dict[int, str]) -> None:
+        self.temps = temps
+        self.pending = set(temps)
+        self.handles: dict[int, BinaryIO] = {}
+        self.bytes = 0
+
+    def take(self, packets: list[fpb.Packet]) -> None:
+        for packet in packets:
             if packet.type == Packet.PACKET_ERR:
                 raise TransferError(f"error from sender: {packet.data.decode(errors='replace')}")
-            if packet.type != Packet.PACKET_DATA or packet.ID not in pending:
+            if packet.type != Packet.PACKET_DATA or packet.ID not in self.pending:
                 continue
-            handle = handles.get(packet.ID)
+            handle = self.handles.get(packet.ID)
             if handle is None:
-                tmp = wanted[packet.ID]
-                os.makedirs(os.path.dirname(tmp), exist_ok=True)
-                handle = handles[packet.ID] = open(tmp, "wb")
+                tmp = self.temps[packet.ID]
+                try:
+                    handle = open(tmp, "wb")
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+                    handle = open(tmp, "wb")
+                self.handles[packet.ID] = handle
             if packet.data:
-                handle.write(packet.data)  # type: ignore[attr-defined]
-                stats.bytes += len(packet.data)
+                handle.write(packet.data)
+                self.bytes += len(packet.data)
             else:
-                handle.close()  # type: ignore[attr-defined]
-                del handles[packet.ID]
-                pending.discard(packet.ID)
-    finally:
-        for handle in handles.values():
-            handle.close()  # type: ignore[attr-defined]
-    await send(Packet(type=Packet.PACKET_FIN))
-    await asyncio.to_thread(_apply, base, listing, wanted, owners, stats)
-    return stats
+                handle.close()
+                del self.handles[packet.ID]
+                self.pending.discard(packet.ID)
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles.clear()
 
 
 def _remove(path: str) -> None:
@@ -269,7 +359,7 @@ def _apply(base: str, listing: list[tuple[int, fpb.Stat, str]], wanted: dict[int
             os.replace(wanted[ident], target)
             os.chmod(target, mode & 0o7777)
         elif _is_regular(item.mode):
-            pass  # unchanged: keep what we have
+            continue  # unchanged, owner and times included: nothing to do
         else:
             if os.path.lexists(target):
                 _remove(target)

@@ -16,9 +16,9 @@ import grpc
 
 from pybuildkit.appliance.session import services as svc
 from pybuildkit.appliance.session.fsutilwire import receive_tree, send_tree
-from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
+from pybuildkit.appliance.session.packets import PacketStream, message_type, method_for, serialize
 from pybuildkit.appliance.session.proto import session_pb2 as spb
-from pybuildkit.appliance.session.transport import DialedChannel
+from pybuildkit.appliance.session.transport import DialedChannel, joined
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.fsutil.walk import WalkOptions
 from pybuildkit.worker.providers import OCI_LAYOUT_DIR_PREFIX, LocalSyncRequest, Providers
@@ -29,6 +29,9 @@ HEALTH_INTERVAL = 10.0
 HEALTH_TIMEOUT = 30.0
 #: the ClientID BuildKit's daemon sends with FetchToken
 TOKEN_CLIENT_ID = "buildkit-client"
+#: a FileSend BytesMessage: large enough that a 300 MB tarball is a few hundred hand-offs from the
+#: exporter's thread, well under the 4 MiB a Go gRPC server accepts
+FILE_SEND_CHUNK = 1 << 20
 
 
 class SessionError(BuildError):
@@ -88,17 +91,14 @@ class Session:
         metadata += [(svc.KEY_INCLUDE, p) for p in request.include_patterns]
         metadata += [(svc.KEY_EXCLUDE, p) for p in request.exclude_patterns]
         metadata += [(svc.KEY_FOLLOW, p) for p in request.follow_paths]
-        call = self.channel.stream_stream(svc.FILESYNC_DIFFCOPY, request_serializer=fpb.Packet.SerializeToString,
-                                          response_deserializer=fpb.Packet.FromString)(metadata=metadata)
-
-        async def recv() -> fpb.Packet | None:
-            msg = await call.read()
-            return None if msg is grpc.aio.EOF else msg
-
+        method, batched = method_for(svc.FILESYNC_DIFFCOPY, self.supports)
+        call = self.channel.stream_stream(method, request_serializer=serialize,
+                                          response_deserializer=message_type(batched).FromString)(metadata=metadata)
+        stream = PacketStream(call.read, call.write, batched=batched)
         try:
-            stats = await receive_tree(dest, call.write, recv)
+            stats = await receive_tree(dest, stream)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(call.read(), 10)  # the sender's FIN
+                await asyncio.wait_for(stream.recv(), 10)  # the sender's FIN
             await call.done_writing()
             return stats
         except grpc.aio.AioRpcError as exc:
@@ -198,16 +198,12 @@ class Session:
     async def send_directory(self, exporter_id: int, root: Path) -> None:
         """FileSend for `local`: the roles of FileSync reversed (the daemon sends the tree)."""
         self._require(svc.FILESEND_DIFFCOPY, "a place for the outputs")
-        call = self.channel.stream_stream(svc.FILESEND_DIFFCOPY, request_serializer=fpb.Packet.SerializeToString,
-                                          response_deserializer=fpb.Packet.FromString)(
+        method, batched = method_for(svc.FILESEND_DIFFCOPY, self.supports)
+        call = self.channel.stream_stream(method, request_serializer=serialize,
+                                          response_deserializer=message_type(batched).FromString)(
             metadata=[(svc.KEY_EXPORTER_ID, str(exporter_id))])
-
-        async def recv() -> fpb.Packet | None:
-            msg = await call.read()
-            return None if msg is grpc.aio.EOF else msg
-
         try:
-            await send_tree(root, WalkOptions(), call.write, recv)
+            await send_tree(root, WalkOptions(), PacketStream(call.read, call.write, batched=batched))
             await call.done_writing()
             code = await asyncio.wait_for(call.code(), 60)
             if code != grpc.StatusCode.OK:
@@ -244,8 +240,8 @@ class FileSendWriter:
 
     def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)
-        for start in range(0, len(view), 32 << 10):
-            chunk = bytes(view[start:start + (32 << 10)])
+        for start in range(0, len(view), FILE_SEND_CHUNK):
+            chunk = bytes(view[start:start + FILE_SEND_CHUNK])
             asyncio.run_coroutine_threadsafe(self._call.write(spb.BytesMessage(data=chunk)), self._session.loop).result()
         self.written += len(view)
         return len(view)
@@ -365,10 +361,7 @@ class SessionManager:
         asyncio.ensure_future(channel.channel_ready())  # connect now: the pump starts on accept
         watchdog = asyncio.ensure_future(self._watch(session, dialed, outgoing))
         try:
-            while True:
-                data = await outgoing.get()
-                if data is None:
-                    break
+            async for data in joined(outgoing):
                 yield data
         finally:
             watchdog.cancel()

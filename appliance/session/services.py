@@ -10,6 +10,9 @@ SSH_FORWARD = "/moby.sshforward.v1.SSH/ForwardAgent"
 AUTH_CREDENTIALS = "/moby.filesync.v1.Auth/Credentials"
 AUTH_FETCH_TOKEN = "/moby.filesync.v1.Auth/FetchToken"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+#: pybuildkit's batched twins of the DiffCopy methods (appliance/session/packets.py)
+FILESYNC_DIFFCOPY_BATCHED = "/pybuildkit.filesync.v1.FileSync/DiffCopy"
+FILESEND_DIFFCOPY_BATCHED = "/pybuildkit.filesync.v1.FileSend/DiffCopy"
 
 HEADER_UUID = "x-docker-expose-session-uuid"
 HEADER_NAME = "x-docker-expose-session-name"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import grpc
 
-CHUNK = 1 << 16
+CHUNK = 1 << 18  # what the pump reads from the socket at once
+MESSAGE_BYTES = 1 << 20  # a session message: chunks waiting to be sent are joined up to this
 CHANNEL_OPTIONS = [("grpc.default_authority", "localhost"), ("grpc.max_receive_message_length", 64 << 20),
                    ("grpc.max_send_message_length", 64 << 20), ("grpc.enable_retries", 0),
                    ("grpc.keepalive_time_ms", 0)]
@@ -48,6 +49,22 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+async def joined(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    """The queue's chunks until None, those already waiting joined into one message of up to
+    MESSAGE_BYTES: the session stream then carries few large messages when the inner gRPC
+    writes many small frames, and waits for nothing that is not already there."""
+    while (data := await queue.get()) is not None:
+        parts, size = [data], len(data)
+        while size < MESSAGE_BYTES and not queue.empty():
+            more = queue.get_nowait()
+            if more is None:
+                yield b"".join(parts)
+                return
+            parts.append(more)
+            size += len(more)
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class DialedChannel:
