@@ -27,6 +27,7 @@ from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
 #: how long an image reference stays resolved: one build reads it many times, the next one
 #: must see a tag that moved meanwhile
 RESOLVE_TTL = 10.0
+CONTENT_SUMS_KEPT = 4096  # content_checksum results kept in memory
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Worker:
         self.executor = Executor(root / "executor", binary=config.binary, log=self.log,
                                  cgroup_parent=config.cgroup_parent)
         self.checksums = ChecksumCache(known=self.meta.file_digests())
+        self._content_sums: dict[tuple[object, ...], str] = {}  # content_checksum's memo
+        #: local mirror -> (listing digest, checksum) of its last sync (worker/ops/source_local.py)
+        self.mirror_sums: dict[Path, tuple[str, str]] = {}
         self._local_locks: dict[Path, asyncio.Lock] = {}
         self._registry = None
         self._resolved: dict[tuple[str, str, str], tuple[float, object]] = {}
@@ -139,6 +143,12 @@ class Worker:
         raise BuildError(f"unsupported op type {kind!r}")
 
     async def content_checksum(self, result: Snapshot | None, dep: Dep) -> str:
+        # a snapshot's layers never change, so neither does what a selector of it sums to: a
+        # no-op rebuild of a big context does not walk its 20,000 files again for every COPY
+        memo_key = (result.layers if result is not None else (), dep.selectors, dep.wildcard, dep.follow_links)
+        if (known := self._content_sums.get(memo_key)) is not None:
+            return known
+
         def compute() -> str:
             with self.snapshots.view(result) as view:
                 parts = []
@@ -149,6 +159,9 @@ class Worker:
 
         digest = await asyncio.to_thread(compute)
         await asyncio.to_thread(self.meta.save_file_digests, self.checksums.fresh())
+        if len(self._content_sums) >= CONTENT_SUMS_KEPT:
+            self._content_sums.clear()
+        self._content_sums[memo_key] = digest
         return digest
 
     def load_result(self, result_id: str) -> Snapshot | None:

@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat as st_mod
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
@@ -44,6 +44,7 @@ class ChecksumCache:
     def __init__(self, max_entries: int = 400_000, known: dict[FileKey, str] | None = None) -> None:
         self._files: dict[FileKey, str] = dict(known or {})
         self._new: dict[FileKey, str] = {}
+        self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked()
         self._max = max_entries
         self._lock = threading.Lock()
 
@@ -55,10 +56,41 @@ class ChecksumCache:
     def invalidate(self, root: Path) -> None:
         return  # keys are inode-based: a replaced or modified file gets a new key by itself
 
+    def relinked(self, paths: Iterable[str]) -> None:
+        """Each of `paths` (checksummed before) got another hardlink: its ctime moved and its
+        content did not, so its digest carries over to the new key. The layer and mirror files
+        that local sources and COPY share by hardlinks are then not hashed again."""
+        with self._lock:
+            known = [(path, self._seen.get(path)) for path in paths]
+        carried: dict[FileKey, str] = {}
+        for path, old in known:
+            if old is None or (digest := self._files.get(old)) is None:
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if key[:4] == old[:4]:
+                carried[key] = digest
+        with self._lock:
+            self._files.update(carried)
+            self._new.update(carried)
+
+    def relinked_under(self, root: Path) -> None:
+        """`relinked` for every file checksummed below `root` (a tree just hardlinked elsewhere)."""
+        prefix = os.fspath(root).rstrip("/") + "/"
+        with self._lock:
+            paths = [p for p in self._seen if p.startswith(prefix)]
+        self.relinked(paths)
+
     def _file_digest(self, path: str, st: os.stat_result) -> str:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._lock:
             found = self._files.get(key)
+            if len(self._seen) > self._max:
+                self._seen.clear()
+            self._seen[path] = key
         if found is not None:
             return found
         h = hashlib.sha256()

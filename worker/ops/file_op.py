@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import posixpath
 import shutil
 from collections.abc import Sequence
@@ -74,12 +75,16 @@ class FileOp:
                     return layer.path
                 layer = store.new_layer(by_path.get(base) if base is not None else None)
                 layer_stack = contextlib.ExitStack()
-                path = layer_stack.enter_context(layer.mounted())
+                if base is not None and self._writes_new_top_level_entry(base):
+                    path = layer.path  # the upper directory itself: see _writes_new_top_level_entry
+                else:
+                    path = layer_stack.enter_context(layer.mounted())
                 active[path] = (layer, layer_stack)
                 return path
 
             try:
-                outputs = run_file_actions(self.op.file, views, new_dir)
+                outputs = run_file_actions(self.op.file, views, new_dir, linkable=frozenset(by_path),
+                                           linked=self.worker.checksums.relinked)
                 results: list[Snapshot] = []
                 for index in sorted(outputs):
                     path = outputs[index]
@@ -94,6 +99,18 @@ class FileOp:
                 for layer, layer_stack in active.values():
                     layer_stack.close()
                     layer.discard()
+
+    def _writes_new_top_level_entry(self, base: Path) -> bool:
+        """True for the commonest COPY, `COPY . /src` where /src is new: one copy action whose
+        destination is one path component that `base` does not have. Writing it straight into
+        the new layer's upper directory is then the same as writing through the overlay (no
+        lower entry to copy up, merge or hide), and the copier can hardlink the files of an
+        immutable source layer into it, which it cannot across the overlay's mount."""
+        actions = self.op.file.actions
+        if len(actions) != 1 or actions[0].WhichOneof("action") != "copy" or actions[0].input != 0:
+            return False
+        parts = [p for p in posixpath.normpath("/" + actions[0].copy.dest).split("/") if p]
+        return len(parts) == 1 and parts[0] != ".." and not os.path.lexists(base / parts[0])
 
     def _description(self) -> str:
         kinds = [a.WhichOneof("action") for a in self.op.file.actions]

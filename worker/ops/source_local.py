@@ -60,12 +60,18 @@ class LocalSource:
             status = StatusEvent(id=f"transferring {self.name}", vertex=ctx.vertex.digest,
                                  name=f"transferring {self.name}:", started=started, timestamp=started)
             ctx.job.progress.status(replace(status))  # a copy: queued events must not change later
+            kept = self.worker.mirror_sums.pop(mirror, None)  # a sync that fails leaves none
             stats = await asyncio.to_thread(providers.locals.sync, self.request, mirror)
             status.current = int(getattr(stats, "bytes_copied", None) or getattr(stats, "bytes", None) or 0)
             status.completed = status.timestamp = now_ns()
             ctx.job.progress.status(status)
-            self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
-            await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
+            listing = getattr(stats, "listing_digest", "")
+            if listing and not getattr(stats, "requested", 1) and kept is not None and kept[0] == listing:
+                self.checksum = kept[1]  # the same listing and nothing fetched: the same tree
+            else:
+                self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
+                await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
+            self.worker.mirror_sums[mirror] = (listing, self.checksum)
         digest = "sha256:" + hashlib.sha256(
             json.dumps(["local", self.checksum, self.request.include_patterns,
                         self.request.exclude_patterns, self.request.follow_paths]).encode()).hexdigest()
@@ -77,4 +83,5 @@ class LocalSource:
             snap = await asyncio.to_thread(
                 self.worker.snapshots.import_directory, mirror, None,
                 description=f"local source for {self.name}", record_type="source.local", hardlink=True)
+            await asyncio.to_thread(self.worker.checksums.relinked_under, mirror)
         return [snap]

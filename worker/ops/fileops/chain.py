@@ -58,8 +58,12 @@ def _validate(fileop: pb.FileOp, count: int) -> dict[int, int]:
 
 class _Chain:
     def __init__(self, fileop: pb.FileOp, inputs: Sequence[Path | None],
-                 new_dir: Callable[[Path | None], Path], scratch: Path) -> None:
+                 new_dir: Callable[[Path | None], Path], scratch: Path,
+                 linkable: frozenset[Path] = frozenset(),
+                 linked: Callable[[list[str]], None] | None = None) -> None:
         self.actions = list(fileop.actions)
+        self.linkable = linkable
+        self.linked = linked
         self.inputs = inputs
         self.new_dir = new_dir
         self.scratch = scratch
@@ -114,16 +118,21 @@ class _Chain:
             symlink(work, action.symlink, owner)
         else:
             source = self.tree(action.secondaryInput)
-            copy(source if source is not None else self.scratch, work, action.copy, owner)
+            copy(source if source is not None else self.scratch, work, action.copy, owner,
+                 link=source is not None and source in self.linkable, linked=self.linked)
         self.running.discard(position)
         self.results[position] = work
         return work
 
 
 def run_file_actions(fileop: pb.FileOp, inputs: Sequence[Path | None],
-                     new_dir: Callable[[Path | None], Path]) -> dict[int, Path]:
-    """Run the actions the outputs need; {output index: its directory}."""
+                     new_dir: Callable[[Path | None], Path], *,
+                     linkable: frozenset[Path] = frozenset(),
+                     linked: Callable[[list[str]], None] | None = None) -> dict[int, Path]:
+    """Run the actions the outputs need; {output index: its directory}. Copies from the
+    `linkable` inputs (immutable trees) may hardlink files whose metadata the copy keeps;
+    `linked` then hears which source files got a link."""
     outputs = _validate(fileop, len(inputs))
     with tempfile.TemporaryDirectory(prefix="pbk-scratch-") as scratch:
-        chain = _Chain(fileop, inputs, new_dir, Path(scratch))
+        chain = _Chain(fileop, inputs, new_dir, Path(scratch), linkable, linked)
         return {index: chain.run(position) for index, position in sorted(outputs.items())}

@@ -6,7 +6,8 @@ the top-level one keeps its owner and mode. A file never replaces a directory (a
 never a file) unless `always_replace` says so. Hardlinks inside the copy stay hardlinks. Every
 copied entry gets the source's owner, mode and times unless the action sets them, and its
 extended attributes (best effort). File contents move in the kernel (copy_file_range, which
-reflinks where the filesystem can, else sendfile).
+reflinks where the filesystem can, else sendfile), or not at all: from an immutable tree
+(`link`) a file that keeps its metadata is hardlinked.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class _PendingDir:
 
 class TreeCopier:
     def __init__(self, dest_root: Path, *, owner: Owner | None, mode: ModeSpec | None, timestamp: int,
-                 path_filter: PathFilter, always_replace: bool) -> None:
+                 path_filter: PathFilter, always_replace: bool, link: bool = False) -> None:
         self.dest_root = dest_root
         self.owner = owner
         self.mode = mode
@@ -49,6 +50,10 @@ class TreeCopier:
         self._inodes: dict[tuple[int, int], str] = {}
         self._pending: list[_PendingDir] = []
         self._range_copy = True
+        # `link`: the source is an immutable tree, so a file whose owner, mode and times the copy
+        # keeps is hardlinked rather than copied, until a link fails (another filesystem)
+        self._link = link
+        self.linked: list[str] = []  # the source files hardlinked
 
     def copy(self, src: str, rel: str, target: str, nested: bool = False) -> None:
         """Copy `src` to `target`; `rel` is its path below the copied source (`` for the source)."""
@@ -84,6 +89,8 @@ class TreeCopier:
                 if not created and target_st is not None:
                     self._set_times(st, target)
         elif stat.S_ISREG(st.st_mode):
+            if self._link and self._keeps_metadata(st) and self._linked(src, target):
+                return  # the same inode: its owner, mode, times and xattrs are already the copy's
             self._copy_file(src, target, st)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), target)
@@ -91,6 +98,26 @@ class TreeCopier:
             os.mknod(target, st.st_mode, st.st_rdev)
         if write_metadata:
             self.write_metadata(st, src, target)
+
+    def _keeps_metadata(self, st: os.stat_result) -> bool:
+        if self.timestamp != UNSET_TIMESTAMP:
+            return False
+        if self.mode is not None and self.mode.apply(st.st_mode) != stat.S_IMODE(st.st_mode):
+            return False
+        if self.owner is not None:
+            return (self.owner.uid, self.owner.gid) == (st.st_uid, st.st_gid)
+        return self._chown or (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+
+    def _linked(self, src: str, target: str) -> bool:
+        try:
+            os.link(src, target, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                raise
+            self._link = False  # EXDEV: an overlay view, EPERM: protected_hardlinks
+            return False
+        self.linked.append(src)
+        return True
 
     def write_metadata(self, st: os.stat_result, src: str, target: str) -> None:
         if self.owner is not None:

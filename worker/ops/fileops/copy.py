@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pybuildkit.solver.pb import ops_pb2 as pb
@@ -39,7 +39,8 @@ def mode_of(a: pb.FileActionCopy) -> ModeSpec | None:
     return None
 
 
-def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | None) -> None:
+def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | None, *,
+         link: bool = False, linked: Callable[[list[str]], None] | None = None) -> None:
     src_path = clean_path(a.src)
     dest_path = clean_path(a.dest)
     if not a.createDestPath and posixpath.normpath(dest_path) != "/":
@@ -61,12 +62,14 @@ def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | N
         sources = [src_path]
     copier = TreeCopier(dest_root, owner=owner, mode=mode, timestamp=a.timestamp,
                         path_filter=PathFilter(a.include_patterns, a.exclude_patterns),
-                        always_replace=a.alwaysReplaceExistingDestPaths)
+                        always_replace=a.alwaysReplaceExistingDestPaths, link=link)
     for source in sources:
         _check_required(src_root, source, a.required_paths)
         if a.attemptUnpackDockerCompatibility and _unpacked(src_root, source, dest_root, dest_path, owner, a.timestamp):
             continue
         _copy_source(src_root, source, dest_root, dest_path, a, copier, dir_mode, owner)
+    if linked is not None and copier.linked:
+        linked(copier.linked)
 
 
 def _check_required(src_root: Path, source: str, required: Sequence[str]) -> None:

@@ -1,0 +1,46 @@
+"""The file-digest memo across hardlinks: a link moves a file's ctime, which is part of the
+memo's key; `relinked` carries the digest over so that shared files are not hashed again,
+while a file really rewritten is."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pybuildkit.worker.contenthash.checksum import ChecksumCache
+
+
+def _tree(root: Path) -> Path:
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"content")
+    return root
+
+
+def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    cache.fresh()
+    os.link(root / "d" / "f", tmp_path / "elsewhere")
+    cache.relinked([f"{root}/d/f"])
+    assert cache.checksum(root, "/") == before
+    assert len(cache.fresh()) == 1  # the carried entry, to persist; nothing hashed
+
+
+def test_relinked_under_covers_every_file_of_a_tree(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    cache.checksum(root, "/")
+    os.link(root / "d" / "f", tmp_path / "elsewhere")
+    cache.relinked_under(root)
+    stat = os.lstat(root / "d" / "f")
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    assert key in cache.fresh()
+
+
+def test_a_rewritten_file_keeps_no_digest(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    (root / "d" / "f").write_bytes(b"another")
+    cache.relinked([f"{root}/d/f"])
+    assert cache.checksum(root, "/") != before
