@@ -84,6 +84,7 @@ class Bench:
         self.profile_out: Path | None = None  # set while the profiled run of --profile runs
         self.daemon_profile_out: Path | None = None  # with --daemon: where that run's daemon profile goes
         self.daemon_spy: subprocess.Popen[bytes] | None = None
+        self.spied_pid = 0
 
     def state(self, name: str, fresh: bool) -> Path:
         root = self.work / "state" / name
@@ -138,6 +139,11 @@ class Bench:
 
     def stop_daemon(self, root: Path) -> None:
         daemon = self.daemons.pop(root)
+        if self.daemon_spy is not None and self.spied_pid == daemon.proc.pid:
+            # a cold profiled run replaces the warm daemon: the spy follows to the new one
+            self.daemon_spy.send_signal(signal.SIGINT)
+            self.daemon_spy.wait(timeout=60)
+            self.daemon_spy = None
         self.daemon_rss_peak = max(self.daemon_rss_peak, _rss_mb(daemon.proc.pid, "VmHWM"))
         daemon.stop()
 
@@ -183,6 +189,7 @@ class Bench:
     def spy_on(self, daemon: Daemon) -> None:
         """py-spy attached to the daemon the profiled run talks to (a cold run's starts inside it)."""
         assert self.daemon_profile_out is not None
+        self.spied_pid = daemon.proc.pid
         self.daemon_spy = subprocess.Popen(
             [*py_spy(), "record", "--rate", "250", "--format", "raw",
              "--output", str(self.daemon_profile_out), "--pid", str(daemon.proc.pid)],
