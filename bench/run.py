@@ -18,6 +18,7 @@ import argparse
 import collections
 import functools
 import json
+import os
 import re
 import shutil
 import signal
@@ -92,6 +93,7 @@ class Bench:
             self.stop_daemon(root)
         if fresh and root.exists():
             subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+            os.sync()  # the deletion's journal commit (and discards) must not land in the timed run
         return root
 
     def build(self, workload: str, *, root: Path, context: Path | None = None, opts: Sequence[str] = (),

@@ -14,7 +14,7 @@ import shutil
 import stat as st
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pybuildkit.appliance.session.packets import PacketStream
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
@@ -213,13 +213,17 @@ class ReceiveStats:
     #: digest of the whole listing: with nothing requested, an equal digest means the mirror
     #: is what it was after the transfer that had it (the receiver's owner may keep its checksum)
     listing_digest: str = ""
+    #: {relative path: sha256 of its content} of the files fetched, hashed as they arrived, so
+    #: that the receiver's owner need not read them again to checksum the tree
+    file_digests: dict[str, str] = field(default_factory=dict)
 
 
-def _unchanged(item: fpb.Stat, target: str, owners: bool) -> bool:
-    try:
-        cur = os.lstat(target)
-    except OSError:
-        return False
+def _unchanged(item: fpb.Stat, target: str, owners: bool, cur: os.stat_result | None = None) -> bool:
+    if cur is None:
+        try:
+            cur = os.lstat(target)
+        except OSError:
+            return False
     mode = unix_mode(item.mode)
     if st.S_IFMT(cur.st_mode) != st.S_IFMT(mode) or (cur.st_mode & 0o7777) != (mode & 0o7777):
         return False
@@ -284,6 +288,7 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
     finally:
         files.close()
     stats.bytes = files.bytes
+    stats.file_digests = {wanted[ident][1]: digest for ident, digest in files.digests.items()}
     await stream.send(Packet(type=Packet.PACKET_FIN))
     await stream.flush()
     tmps = {ident: tmp for ident, (tmp, _) in wanted.items()}
@@ -292,14 +297,46 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
 
 
 def _changed(base: str, listing: list[tuple[int, fpb.Stat, str]], owners: bool) -> dict[int, tuple[str, str]]:
-    """{id: (temporary path, relative path)} of the regular files whose metadata differs."""
+    """{id: (path to write, relative path)} of the regular files whose metadata differs. A file
+    that is not there yet is written in place; one that is there is written beside it and
+    renamed over it, since its inode may be shared with snapshots (hardlinks) and must not
+    change. Every file's parents are made real directories first, so that no lookup or write
+    follows a link that an earlier listing left where this one has a directory."""
     wanted: dict[int, tuple[str, str]] = {}
+    ready = {base}
     for ident, item, rel in listing:
         if _is_regular(item.mode) and not item.linkname:
             target = os.path.join(base, rel)
-            if not _unchanged(item, target, owners):
+            _real_directories(os.path.dirname(target), ready)
+            try:
+                cur: os.stat_result | None = os.lstat(target)
+            except FileNotFoundError:
+                cur = None
+            if cur is None:
+                wanted[ident] = (target, rel)
+            elif not _unchanged(item, target, owners, cur):
                 wanted[ident] = (target + f".pbk-recv-{ident}", rel)
     return wanted
+
+
+def _real_directories(path: str, ready: set[str]) -> None:
+    """Make `path` and its parents up to one in `ready` (the mirror's root) real directories."""
+    if path in ready:
+        return
+    parent = os.path.dirname(path)
+    if parent == path:
+        raise TransferError(f"{path!r} is outside the receiving directory")
+    _real_directories(parent, ready)
+    try:
+        found: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    if found is not None and not st.S_ISDIR(found.st_mode):
+        _remove(path)  # a file or link where the listing has a directory
+        found = None
+    if found is None:
+        os.mkdir(path, 0o755)
+    ready.add(path)
 
 
 class _FileWriter:
@@ -310,15 +347,20 @@ class _FileWriter:
         self.temps = temps
         self.pending = set(temps)
         self.fds: dict[int, int] = {}
+        self.hashes: dict[int, Any] = {}
+        self.digests: dict[int, str] = {}
         self.bytes = 0
 
-    def _open(self, tmp: str) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    def _open(self, path: str) -> int:
+        """A new inode at `path` (its parents are real directories, see _changed): whatever is
+        there, a leftover of a failed transfer or a file that appeared since, is unlinked, never
+        written into, since it may be a hardlink of a snapshot's file."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            return os.open(tmp, flags, 0o600)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            return os.open(tmp, flags, 0o600)
+            return os.open(path, flags, 0o600)
+        except FileExistsError:
+            _remove(path)
+            return os.open(path, flags, 0o600)
 
     def take(self, packets: list[fpb.Packet]) -> None:
         for packet in packets:
@@ -329,13 +371,16 @@ class _FileWriter:
             fd = self.fds.get(packet.ID)
             if fd is None:
                 fd = self.fds[packet.ID] = self._open(self.temps[packet.ID])
+                self.hashes[packet.ID] = hashlib.sha256()
             if packet.data:
                 view = memoryview(packet.data)
                 while view:
                     view = view[os.write(fd, view):]
+                self.hashes[packet.ID].update(packet.data)
                 self.bytes += len(packet.data)
             else:
                 os.close(self.fds.pop(packet.ID))
+                self.digests[packet.ID] = self.hashes.pop(packet.ID).hexdigest()
                 self.pending.discard(packet.ID)
 
     def close(self) -> None:
@@ -376,9 +421,10 @@ def _apply(base: str, listing: list[tuple[int, fpb.Stat, str]], wanted: dict[int
             os.link(os.path.join(base, _clean_rel(item.linkname)), target)
             continue
         elif ident in wanted:
-            if os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
-            os.replace(wanted[ident], target)
+            if wanted[ident] != target:  # written beside what was there
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                os.replace(wanted[ident], target)
             os.chmod(target, mode & 0o7777)
         elif _is_regular(item.mode):
             continue  # unchanged, owner and times included: nothing to do

@@ -56,6 +56,28 @@ class ChecksumCache:
     def invalidate(self, root: Path) -> None:
         return  # keys are inode-based: a replaced or modified file gets a new key by itself
 
+    def learn(self, root: Path, digests: dict[str, str]) -> None:
+        """Digests of files below `root` ({relative path: sha256 of the content}) that their
+        writer computed as it wrote them (the context transfer): checksumming the tree then
+        reads none of them."""
+        base = os.fspath(root).rstrip("/")
+        learned: dict[FileKey, str] = {}
+        seen: dict[str, FileKey] = {}
+        for rel, digest in digests.items():
+            path = f"{base}/{rel}"
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st_mod.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                learned[key] = digest
+                seen[path] = key
+        with self._lock:
+            self._files.update(learned)
+            self._new.update(learned)
+            self._seen.update(seen)
+
     def relinked(self, paths: Iterable[str]) -> None:
         """Each of `paths` (checksummed before) got another hardlink: its ctime moved and its
         content did not, so its digest carries over to the new key. The layer and mirror files

@@ -69,6 +69,8 @@ class LocalSource:
             if listing and not getattr(stats, "requested", 1) and kept is not None and kept[0] == listing:
                 self.checksum = kept[1]  # the same listing and nothing fetched: the same tree
             else:
+                if digests := getattr(stats, "file_digests", None):
+                    await asyncio.to_thread(self.worker.checksums.learn, mirror, digests)
                 self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
                 await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
             self.worker.mirror_sums[mirror] = (listing, self.checksum)

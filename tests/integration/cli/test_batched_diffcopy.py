@@ -108,3 +108,30 @@ def test_a_batched_copy_of_an_unchanged_tree_requests_nothing(source: Path, tmp_
     unchanged, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "c.sock"))
     assert unchanged.requested == 0 and unchanged.bytes == 0
     assert _snapshot(dest) == _snapshot(source)
+
+
+def test_a_changed_file_gets_a_new_inode_and_its_old_links_keep_the_old_content(source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    os.link(dest / "d2" / "f2.txt", tmp_path / "snapshot-link")  # as a local-source snapshot holds it
+    (source / "d2" / "f2.txt").write_bytes(b"new content\n")
+    asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock"))
+    assert (dest / "d2" / "f2.txt").read_bytes() == b"new content\n"
+    assert (tmp_path / "snapshot-link").read_bytes() == b"file 2\n" * 3
+
+
+def test_a_link_an_earlier_listing_left_is_not_followed_where_a_directory_is_now(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink(str(outside), src / "a")
+    dest = tmp_path / "dest"
+    asyncio.run(_transfer(src, dest, True, tmp_path / "a.sock"))
+    assert (dest / "a").is_symlink()
+    (src / "a").unlink()
+    (src / "a").mkdir()
+    (src / "a" / "f").write_bytes(b"inside\n")
+    asyncio.run(_transfer(src, dest, True, tmp_path / "b.sock"))
+    assert list(outside.iterdir()) == []
+    assert not (dest / "a").is_symlink() and (dest / "a" / "f").read_bytes() == b"inside\n"

@@ -1,8 +1,10 @@
-"""The file-digest memo across hardlinks: a link moves a file's ctime, which is part of the
-memo's key; `relinked` carries the digest over so that shared files are not hashed again,
-while a file really rewritten is."""
+"""The file-digest memo across hardlinks and transfers: a link moves a file's ctime, which is
+part of the memo's key; `relinked` carries the digest over so that shared files are not hashed
+again, while a file really rewritten is; digests `learn`t from the context transfer spare the
+reads."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -44,3 +46,13 @@ def test_a_rewritten_file_keeps_no_digest(tmp_path: Path) -> None:
     (root / "d" / "f").write_bytes(b"another")
     cache.relinked([f"{root}/d/f"])
     assert cache.checksum(root, "/") != before
+
+
+def test_learned_digests_spare_the_reads(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    expected = ChecksumCache().checksum(root, "/")
+    cache = ChecksumCache()
+    cache.learn(root, {"d/f": hashlib.sha256(b"content").hexdigest()})
+    assert len(cache.fresh()) == 1  # learned, to persist
+    assert cache.checksum(root, "/") == expected
+    assert cache.fresh() == {}  # nothing was hashed
