@@ -14,8 +14,11 @@ class MetadataStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS file_digests (dev INTEGER, ino INTEGER, size INTEGER, "
-                         "mtime INTEGER, ctime INTEGER, digest TEXT NOT NULL, PRIMARY KEY (dev, ino, size, mtime, ctime))")
+        # one row an inode, its latest key: the memo of a context rebuilt a thousand times stays
+        # the size of the context (file_digests, keyed by the whole key, grew by it every build)
+        self._db.execute("DROP TABLE IF EXISTS file_digests")
+        self._db.execute("CREATE TABLE IF NOT EXISTS file_memo (dev INTEGER, ino INTEGER, size INTEGER, "
+                         "mtime INTEGER, ctime INTEGER, digest TEXT NOT NULL, PRIMARY KEY (dev, ino)) WITHOUT ROWID")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> str | None:
@@ -35,7 +38,7 @@ class MetadataStore:
     def file_digests(self) -> dict[tuple[int, int, int, int, int], str]:
         """The persisted content-digest memo of files (see contenthash.ChecksumCache)."""
         with self._lock:
-            rows = self._db.execute("SELECT dev, ino, size, mtime, ctime, digest FROM file_digests").fetchall()
+            rows = self._db.execute("SELECT dev, ino, size, mtime, ctime, digest FROM file_memo").fetchall()
         return {tuple(row[:5]): row[5] for row in rows}
 
     def save_file_digests(self, items: dict[tuple[int, int, int, int, int], str]) -> None:
@@ -43,7 +46,7 @@ class MetadataStore:
             return
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?)",
+            self._db.executemany("INSERT OR REPLACE INTO file_memo VALUES (?, ?, ?, ?, ?, ?)",
                                  [(*key, digest) for key, digest in items.items()])
             self._db.execute("COMMIT")
 

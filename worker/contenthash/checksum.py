@@ -81,7 +81,8 @@ class ChecksumCache:
     def relinked(self, paths: Iterable[str]) -> None:
         """Each of `paths` (checksummed before) got another hardlink: its ctime moved and its
         content did not, so its digest carries over to the new key. The layer and mirror files
-        that local sources and COPY share by hardlinks are then not hashed again."""
+        that local sources and COPY share by hardlinks are then not hashed again (by this
+        process: the carried keys are not persisted)."""
         with self._lock:
             known = [(path, self._seen.get(path)) for path in paths]
         carried: dict[FileKey, str] = {}
@@ -95,9 +96,8 @@ class ChecksumCache:
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if key[:4] == old[:4]:
                 carried[key] = digest
-        with self._lock:
-            self._files.update(carried)
-            self._new.update(carried)
+        with self._lock:  # in memory only: writing 20,000 rows a build costs more than one
+            self._files.update(carried)  # re-hash after a restart
 
     def relinked_under(self, root: Path) -> None:
         """`relinked` for every file checksummed below `root` (a tree just hardlinked elsewhere)."""
