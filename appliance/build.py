@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pybuildkit.appliance.config import FrontendConfig
 from pybuildkit.appliance.epoch import epoch_from_attrs
@@ -320,14 +321,23 @@ class Builder:
             await asyncio.to_thread(export_tar, self.worker.snapshots, results, writer, platform_split=split)
             await writer.finish()
             return {}
-        # the image's digests go in the FileSend call's metadata, so the tarball is known first
-        with tempfile.TemporaryFile(dir=self.worker.run_dir) as spool:
+        # the image's digests go in the FileSend call's metadata: the call opens once they are
+        # known, before the tarball is written, which then streams straight to the client
+        writers: list[Any] = []  # the session's FileSendWriters
+
+        def open_send(response: dict[str, str]) -> Any:
+            writers.append(session.open_file_send(index, response))
+            return writers[-1]
+
+        try:
             response = await export_image(self.worker, kind, attrs, results, image_configs, job, vertex=vertex,
-                                          sink=spool, build_args_epoch=getattr(job, "build_args_epoch", None),
+                                          sink=open_send, build_args_epoch=getattr(job, "build_args_epoch", None),
                                           inline_cache=getattr(job, "inline_cache", None))
-            spool.seek(0)
-            writer = session.open_file_send(index, response)
-            await asyncio.to_thread(shutil.copyfileobj, spool, writer, 1 << 20)
+        except BaseException:
+            for writer in writers:
+                writer.abort()  # the client drops its partial file
+            raise
+        for writer in writers:
             await writer.finish()
         return response
 

@@ -62,6 +62,44 @@ class _RawBytes:
         return data
 
 
+WRITE_BEHIND_CHUNKS = 16  # FileSend messages (1 MiB each from pybuildkitd) waiting for the disk
+
+
+async def _write_behind(out: BinaryIO, context: grpc.aio.ServicerContext) -> None:
+    """The stream's BytesMessages into `out`, written in a thread while the next ones arrive:
+    a 200 MB tarball then costs the transfer or the disk, whichever is slower, not both. A
+    failed write stops the writing, not the draining, so the reader never waits on a full queue."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(WRITE_BEHIND_CHUNKS)
+    failed: list[BaseException] = []
+
+    async def writer() -> None:
+        ended = False
+        while not ended:
+            parts: list[bytes] = []
+            while not parts or not queue.empty():
+                data = await queue.get()
+                if data is None:
+                    ended = True
+                    break
+                parts.append(data)
+            if parts and not failed:
+                try:
+                    await asyncio.to_thread(out.writelines, parts)
+                except OSError as exc:
+                    failed.append(exc)
+
+    task = asyncio.ensure_future(writer())
+    try:
+        while (msg := await context.read()) is not grpc.aio.EOF:
+            await queue.put(spb.BytesMessage.FromString(msg).data)
+        await queue.put(None)
+        await task
+    finally:
+        task.cancel()
+    if failed:
+        raise failed[0]
+
+
 @dataclass
 class ClientSession:
     shared_key: str = ""
@@ -157,18 +195,20 @@ class ClientSession:
             return
         if batched:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a file output is sent with FileSend, not batched")
-        out: BinaryIO = sys.stdout.buffer if target.dest == "-" else open(target.dest + ".pbk-part", "wb")
+        part = target.dest + ".pbk-part"
+        out: BinaryIO = sys.stdout.buffer if target.dest == "-" else open(part, "wb")
         try:
-            while True:
-                msg = await context.read()
-                if msg is grpc.aio.EOF:
-                    break
-                out.write(spb.BytesMessage.FromString(msg).data)
-        finally:
+            await _write_behind(out, context)
+        except BaseException:  # a failed or cancelled transfer leaves no partial file
             if out is not sys.stdout.buffer:
                 out.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(part)
+            raise
+        if out is not sys.stdout.buffer:
+            out.close()
         if target.dest != "-":
-            os.replace(target.dest + ".pbk-part", target.dest)
+            os.replace(part, target.dest)
         else:
             sys.stdout.buffer.flush()
 

@@ -227,7 +227,8 @@ class Session:
 
 
 class FileSendWriter:
-    """A file object for exporters running in a thread: each write becomes BytesMessages."""
+    """A file object for exporters running in a thread: writes become BytesMessages of
+    FILE_SEND_CHUNK, the last one sent by finish()."""
 
     def __init__(self, session: Session, exporter_id: int, exporter_metadata: Mapping[str, str]) -> None:
         self._session = session
@@ -237,20 +238,30 @@ class FileSendWriter:
             svc.FILESEND_DIFFCOPY, request_serializer=spb.BytesMessage.SerializeToString,
             response_deserializer=spb.BytesMessage.FromString)(metadata=metadata)
         self.written = 0
+        self._pending = bytearray()  # writes are gathered into FILE_SEND_CHUNK messages
 
     def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        for start in range(0, len(view), FILE_SEND_CHUNK):
-            chunk = bytes(view[start:start + FILE_SEND_CHUNK])
+        size = len(memoryview(data))
+        self._pending += data
+        while len(self._pending) >= FILE_SEND_CHUNK:
+            chunk = bytes(self._pending[:FILE_SEND_CHUNK])
+            del self._pending[:FILE_SEND_CHUNK]
             asyncio.run_coroutine_threadsafe(self._call.write(spb.BytesMessage(data=chunk)), self._session.loop).result()
-        self.written += len(view)
-        return len(view)
+        self.written += size
+        return size
 
     def flush(self) -> None:
-        pass
+        pass  # finish() sends what is gathered: a message per flush would undo the gathering
+
+    def abort(self) -> None:
+        """End the call unfinished: the client keeps no partial output."""
+        self._call.cancel()
 
     async def finish(self) -> None:
         try:
+            if self._pending:
+                await self._call.write(spb.BytesMessage(data=bytes(self._pending)))
+                self._pending.clear()
             await self._call.done_writing()
             code = await asyncio.wait_for(self._call.code(), 60)
             if code != grpc.StatusCode.OK:

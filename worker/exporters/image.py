@@ -24,8 +24,9 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
                        image_configs: Sequence[dict | None], job, *, vertex: str = "", sink=None,
                        build_args_epoch: str | None = None, layout_dir: Path | None = None,
                        inline_cache=None) -> dict[str, str]:
-    """`sink`: a file object that receives the oci/docker tarball instead of `dest` (the
-    daemon's writer into the client's session); `layout_dir`: where a `tar=false` layout goes
+    """`sink`: a file object that receives the oci/docker tarball instead of `dest`, or a
+    function of the response so far that returns one (the daemon's writer into the client's
+    session, whose call metadata carries the digests); `layout_dir`: where a `tar=false` layout goes
     instead of `dest` (a directory the daemon then sends to the client). `build_args_epoch`: the
     build's `build-arg:SOURCE_DATE_EPOCH`, used unless the output sets `source-date-epoch`.
     `inline_cache(result_index, layer_blobs, options)` gives the value of the config's inline
@@ -56,6 +57,8 @@ async def export_image(worker, kind: str, attrs: Mapping[str, str],
             raise BuildError(f"--output type={kind},tar=false requires dest=<dir>")
         await asyncio.to_thread(write_oci_layout, target, worker.content, root, options.names)
     elif kind in ("oci", "docker"):
+        if callable(sink):  # a factory that needs the response first (the client's FileSend)
+            sink = sink(response)
         await asyncio.to_thread(_write_tarball, worker, options, root, sink)
     if options.push:
         await _push(worker, options, root, job, vertex)

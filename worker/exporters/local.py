@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import Platform
+from pybuildkit.worker.exporters.ocitar import stream_tar
 from pybuildkit.worker.snapshot.store import Snapshot, SnapshotStore
 
 
@@ -66,7 +67,7 @@ def export_tar(store: SnapshotStore, results: Sequence[tuple[Platform, Snapshot 
                *, platform_split: bool | None = None) -> None:
     split = len(results) > 1 if platform_split is None else platform_split
     try:
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with stream_tar(out) as tar:
             for platform, snap in results:
                 prefix = platform_dir(platform) if split else ""
                 with store.view(snap) as view:
