@@ -23,6 +23,7 @@ from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
 BATCH_BYTES = 1 << 20  # well under the 4 MiB a Go gRPC end accepts by default
 BATCH_PACKETS = 8192
 PACKET_OVERHEAD = 8  # tag, length and type bytes a packet adds to a batch
+STAT_OVERHEAD = 48  # a STAT's numbers (mode, ids, size, time) at most, xattrs aside
 
 #: the batched twins of upstream's DiffCopy methods (same packets, PacketBatch messages)
 BATCHED = {svc.FILESYNC_DIFFCOPY: svc.FILESYNC_DIFFCOPY_BATCHED, svc.FILESEND_DIFFCOPY: svc.FILESEND_DIFFCOPY_BATCHED}
@@ -49,7 +50,10 @@ class PacketStream:
             await self._write(packet)
             return
         self._outbox.append(packet)
-        self._outbox_bytes += len(packet.data) + PACKET_OVERHEAD + (packet.stat.ByteSize() if packet.HasField("stat") else 0)
+        size = len(packet.data) + PACKET_OVERHEAD
+        if packet.type == fpb.Packet.PACKET_STAT:  # an estimate: ByteSize() costs more than it saves
+            size += len(packet.stat.path) + len(packet.stat.linkname) + STAT_OVERHEAD
+        self._outbox_bytes += size
         if self._outbox_bytes >= BATCH_BYTES or len(self._outbox) >= BATCH_PACKETS:
             await self.flush()
 
