@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from dataclasses import replace
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pybuildkit.solver.errors import BuildError
@@ -28,6 +30,12 @@ def _patterns(attrs, key: str) -> tuple[str, ...]:
     except json.JSONDecodeError as exc:
         raise BuildError(f"invalid {key} attribute: {exc}") from exc
     return tuple(value or ())
+
+
+def _same_root(a: Path, b: Path) -> bool:
+    """Whether two directories' own headers (type, mode, owner: what a checksum covers) agree."""
+    sa, sb = os.lstat(a), os.lstat(b)
+    return (sa.st_mode, sa.st_uid, sa.st_gid) == (sb.st_mode, sb.st_uid, sb.st_gid)
 
 
 class LocalSource:
@@ -86,4 +94,7 @@ class LocalSource:
                 self.worker.snapshots.import_directory, mirror, None,
                 description=f"local source for {self.name}", record_type="source.local", hardlink=True)
             await asyncio.to_thread(self.worker.checksums.relinked_under, mirror)
+            still = self.worker.mirror_sums.get(mirror, ("", ""))[1] == self.checksum  # no sync since
+            if self.checksum and still and _same_root(mirror, self.worker.snapshots.layer_path(snap.layers[-1])):
+                self.worker.same_tree_as(snap, self.checksum)
         return [snap]
