@@ -44,7 +44,8 @@ class ChecksumCache:
     def __init__(self, max_entries: int = 400_000, known: dict[FileKey, str] | None = None) -> None:
         self._files: dict[FileKey, str] = dict(known or {})
         self._new: dict[FileKey, str] = {}
-        self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked()
+        self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked_under()
+        self._latest: dict[tuple[int, int], FileKey] = {k[:2]: k for k in self._files}  # (dev, ino) -> newest key
         self._max = max_entries
         self._lock = threading.Lock()
 
@@ -77,27 +78,28 @@ class ChecksumCache:
             self._files.update(learned)
             self._new.update(learned)
             self._seen.update(seen)
+            self._latest.update((key[:2], key) for key in learned)
 
     def relinked(self, paths: Iterable[str]) -> None:
-        """Each of `paths` (checksummed before) got another hardlink: its ctime moved and its
-        content did not, so its digest carries over to the new key. The layer and mirror files
-        that local sources and COPY share by hardlinks are then not hashed again (by this
-        process: the carried keys are not persisted)."""
-        with self._lock:
-            known = [(path, self._seen.get(path)) for path in paths]
+        """Each of `paths` got another hardlink: its ctime moved and its content did not, so
+        the digest of its inode's newest key carries over to the new one (same size and
+        mtime). The layer and mirror files that local sources and COPY share by hardlinks are
+        then not hashed again (by this process: the carried keys are not persisted)."""
         carried: dict[FileKey, str] = {}
-        for path, old in known:
-            if old is None or (digest := self._files.get(old)) is None:
-                continue
+        for path in paths:
             try:
                 st = os.lstat(path)
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if key[:4] == old[:4]:
+            with self._lock:
+                old = self._latest.get(key[:2])
+                digest = self._files.get(old) if old is not None else None
+            if old is not None and digest is not None and old[2:4] == key[2:4]:
                 carried[key] = digest
         with self._lock:  # in memory only: writing 20,000 rows a build costs more than one
             self._files.update(carried)  # re-hash after a restart
+            self._latest.update((key[:2], key) for key in carried)
 
     def relinked_under(self, root: Path) -> None:
         """`relinked` for every file checksummed below `root` (a tree just hardlinked elsewhere)."""
@@ -112,7 +114,10 @@ class ChecksumCache:
             found = self._files.get(key)
             if len(self._seen) > self._max:
                 self._seen.clear()
+                self._latest.clear()
             self._seen[path] = key
+            if found is not None:
+                self._latest[key[:2]] = key
         if found is not None:
             return found
         h = hashlib.sha256()
@@ -125,6 +130,7 @@ class ChecksumCache:
                 self._files.clear()
             self._files[key] = digest
             self._new[key] = digest
+            self._latest[key[:2]] = key
         return digest
 
     def _node(self, path: str, matcher: PatternMatcher | None, include: PatternMatcher | None, rel: str) -> str:

@@ -56,3 +56,16 @@ def test_learned_digests_spare_the_reads(tmp_path: Path) -> None:
     assert len(cache.fresh()) == 1  # learned, to persist
     assert cache.checksum(root, "/") == expected
     assert cache.fresh() == {}  # nothing was hashed
+
+
+def test_a_link_made_from_another_path_carries_the_digest_too(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    cache.fresh()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    os.link(root / "d" / "f", copy / "f")  # as COPY links a snapshot's file the walk never saw
+    cache.relinked([f"{copy}/f"])
+    assert cache.checksum(root, "/") == before
+    assert cache.fresh() == {}
