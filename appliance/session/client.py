@@ -22,7 +22,7 @@ from pybuildkit.appliance.session.packets import PacketStream, message_type
 from pybuildkit.appliance.session.proto import batch_pb2 as bpb
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
 from pybuildkit.appliance.session.proto import session_pb2 as spb
-from pybuildkit.appliance.session.transport import ServedOverStream, joined
+from pybuildkit.appliance.session.transport import Outbox, ServedOverStream
 from pybuildkit.worker.fsutil.walk import WalkOptions
 from pybuildkit.worker.providers import CredentialProvider, SecretSources, SSHAgents
 
@@ -282,14 +282,14 @@ class ClientSession:
         """Open Control.Session and serve the daemon over it until closed."""
         server = self._server = ServedOverStream(self._generic())
         await server.start()
-        outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+        outgoing = Outbox()
         metadata = [(svc.HEADER_UUID, self.session_id), (svc.HEADER_SHARED_KEY, self.shared_key)]
         if self.name:
             metadata.append((svc.HEADER_NAME, self.name))
         metadata += [(svc.HEADER_METHOD, m) for m in self.methods()]
 
         async def requests() -> AsyncIterator[spb.BytesMessage]:
-            async for data in joined(outgoing):
+            async for data in outgoing.messages():
                 yield spb.BytesMessage(data=data)
 
         call = channel.stream_stream("/moby.buildkit.v1.Control/Session",
@@ -301,15 +301,12 @@ class ClientSession:
                 async for message in call:
                     yield message.data
 
-        async def send(data: bytes) -> None:
-            outgoing.put_nowait(data)
-
-        serving = asyncio.ensure_future(server.serve(incoming(), send))
+        serving = asyncio.ensure_future(server.serve(incoming(), outgoing.put))
         closed = asyncio.ensure_future(self._closed.wait())
         try:
             await asyncio.wait([serving, closed], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            outgoing.put_nowait(None)
+            outgoing.close()
             for task in (serving, closed):
                 task.cancel()
             await asyncio.gather(serving, closed, return_exceptions=True)

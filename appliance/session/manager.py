@@ -18,7 +18,7 @@ from pybuildkit.appliance.session import services as svc
 from pybuildkit.appliance.session.fsutilwire import receive_tree, send_tree
 from pybuildkit.appliance.session.packets import PacketStream, message_type, method_for, serialize
 from pybuildkit.appliance.session.proto import session_pb2 as spb
-from pybuildkit.appliance.session.transport import DialedChannel, joined
+from pybuildkit.appliance.session.transport import DialedChannel, Outbox
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.fsutil.walk import WalkOptions
 from pybuildkit.worker.providers import OCI_LAYOUT_DIR_PREFIX, LocalSyncRequest, Providers
@@ -358,12 +358,8 @@ class SessionManager:
             raise SessionError(f"session without {svc.HEADER_UUID}")
         methods = metadata.get(svc.HEADER_METHOD, [])
         methods = {m.lower() for m in (methods if isinstance(methods, list) else [methods])}
-        outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        async def send(data: bytes) -> None:
-            outgoing.put_nowait(data)
-
-        dialed = DialedChannel(requests, send)
+        outgoing = Outbox()
+        dialed = DialedChannel(requests, outgoing.put)
         channel = await dialed.start()
         session = Session(session_id, _first(metadata, svc.HEADER_NAME), _first(metadata, svc.HEADER_SHARED_KEY),
                           methods, channel, asyncio.get_running_loop())
@@ -372,7 +368,7 @@ class SessionManager:
         asyncio.ensure_future(channel.channel_ready())  # connect now: the pump starts on accept
         watchdog = asyncio.ensure_future(self._watch(session, dialed, outgoing))
         try:
-            async for data in joined(outgoing):
+            async for data in outgoing.messages():
                 yield data
         finally:
             watchdog.cancel()
@@ -381,7 +377,7 @@ class SessionManager:
             await session.close()
             await dialed.close()
 
-    async def _watch(self, session: Session, dialed: DialedChannel, outgoing: asyncio.Queue[bytes | None]) -> None:
+    async def _watch(self, session: Session, dialed: DialedChannel, outgoing: Outbox) -> None:
         """Health-check the client while it is connected; a failed check or the stream ending
         ends the session."""
         check = session.channel.unary_unary(
@@ -399,4 +395,4 @@ class SessionManager:
                     log.info("session %s: health check failed (%s); closing it", session.id, exc.code().name)
                     break
         finally:
-            outgoing.put_nowait(None)
+            outgoing.close()

@@ -18,6 +18,7 @@ import grpc
 
 CHUNK = 1 << 18  # what the pump reads from the socket at once
 MESSAGE_BYTES = 1 << 20  # a session message: chunks waiting to be sent are joined up to this
+OUTBOX_BYTES = 8 << 20  # what may wait for the session stream before the pump waits
 CHANNEL_OPTIONS = [("grpc.default_authority", "localhost"), ("grpc.max_receive_message_length", 64 << 20),
                    ("grpc.max_send_message_length", 64 << 20), ("grpc.enable_retries", 0),
                    ("grpc.keepalive_time_ms", 0)]
@@ -65,6 +66,37 @@ async def joined(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
             parts.append(more)
             size += len(more)
         yield parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class Outbox:
+    """What waits to go out on the session stream, at most OUTBOX_BYTES of it: the pump that
+    fills it waits for room, so a peer that reads slowly slows the sender down (down to the
+    exporter writing a tarball) instead of the daemon holding the whole tarball in memory."""
+
+    def __init__(self, limit: int = 0) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._limit = limit or OUTBOX_BYTES
+        self._bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, data: bytes) -> None:
+        while self._bytes >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+        self._bytes += len(data)
+        self._queue.put_nowait(data)
+
+    def close(self) -> None:
+        """The end of the stream: `messages` stops once it has sent what is queued."""
+        self._queue.put_nowait(None)
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        async for data in joined(self._queue):
+            self._bytes -= len(data)
+            if self._bytes < self._limit:
+                self._room.set()
+            yield data
 
 
 class DialedChannel:
