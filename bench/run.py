@@ -18,7 +18,6 @@ import argparse
 import collections
 import functools
 import json
-import os
 import re
 import shutil
 import signal
@@ -80,6 +79,8 @@ class Bench:
             f'[registry."{registry_host}"]\nhttp = true\n')
         self.figures: dict[str, Figure] = {}
         self.daemons: dict[Path, Daemon] = {}
+        self.roots: dict[str, Path] = {}  # workload state name -> its current directory
+        self.roots_made: list[Path] = []
         self.daemon_ready: list[float] = []
         self.daemon_rss_idle: list[float] = []
         self.daemon_rss_peak = 0.0
@@ -89,12 +90,16 @@ class Bench:
         self.spied_pid = 0
 
     def state(self, name: str, fresh: bool) -> Path:
-        root = self.work / "state" / name
-        if fresh and root in self.daemons:
+        """The state directory of a workload; a fresh one is new, never a deleted and recreated
+        one: deleting a gigabyte of state can cost this disk (ext4 with online discard) seconds
+        of slow I/O afterwards, inside the next timed run. They all go with the work directory
+        at the end."""
+        root = self.roots.get(name)
+        if root is not None and fresh and root in self.daemons:
             self.stop_daemon(root)
-        if fresh and root.exists():
-            subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
-            os.sync()  # the deletion's journal commit (and discards) must not land in the timed run
+        if root is None or fresh:
+            root = self.roots[name] = self.work / "state" / f"{name}.{len(self.roots_made)}"
+            self.roots_made.append(root)
         return root
 
     def build(self, workload: str, *, root: Path, context: Path | None = None, opts: Sequence[str] = (),
@@ -265,9 +270,10 @@ class Bench:
             lines.append(f"{name:<24} {fig.minimum:>8.2f} {fig.median:>9.2f} {anchor or 0:>9.2f} "
                          f"{target or 0:>7.2f} {ratio:>6.2f} {meets:>12}  {extra}")
         peak = max((f.peak_rss_mb for f in self.figures.values()), default=0)
-        size = subprocess.run(["du", "-sm", str(self.work / "state")], capture_output=True, text=True,
-                              check=False).stdout.split()
-        lines.append(f"peak RSS of builder processes: {peak:.0f} MB; state directories: {size[0] if size else '?'} MB")
+        du = subprocess.run(["du", "-smc", *map(str, self.roots.values())], capture_output=True, text=True,
+                            check=False).stdout.splitlines() if self.roots else []
+        size = du[-1].split()[0] if du else "?"  # the total of the workloads' current states
+        lines.append(f"peak RSS of builder processes: {peak:.0f} MB; state directories: {size} MB")
         for root in list(self.daemons):
             self.stop_daemon(root)
         if self.daemon_ready:
