@@ -94,6 +94,7 @@ class Worker:
         return [f"removed {reaped.summary()}"] * (not reaped.empty) + notes
 
     def close(self) -> None:
+        self.meta.save_file_digests({**self.checksums.fresh(), **self.checksums.carried_over()})
         self.snapshots.close()
         self.cache.close()
         self.meta.close()

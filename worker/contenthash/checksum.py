@@ -46,6 +46,7 @@ class ChecksumCache:
         self._new: dict[FileKey, str] = {}
         self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked_under()
         self._latest: dict[tuple[int, int], FileKey] = {k[:2]: k for k in self._files}  # (dev, ino) -> newest key
+        self._carried: dict[tuple[int, int], FileKey] = {}  # relinked keys not yet persisted
         self._max = max_entries
         self._lock = threading.Lock()
 
@@ -84,7 +85,7 @@ class ChecksumCache:
         """Each of `paths` got another hardlink: its ctime moved and its content did not, so
         the digest of its inode's newest key carries over to the new one (same size and
         mtime). The layer and mirror files that local sources and COPY share by hardlinks are
-        then not hashed again (by this process: the carried keys are not persisted)."""
+        then not hashed again."""
         carried: dict[FileKey, str] = {}
         for path in paths:
             try:
@@ -97,9 +98,19 @@ class ChecksumCache:
                 digest = self._files.get(old) if old is not None else None
             if old is not None and digest is not None and old[2:4] == key[2:4]:
                 carried[key] = digest
-        with self._lock:  # in memory only: writing 20,000 rows a build costs more than one
-            self._files.update(carried)  # re-hash after a restart
+        with self._lock:  # persisted at close (carried_over), not with each build's fresh digests
+            self._files.update(carried)
             self._latest.update((key[:2], key) for key in carried)
+            self._carried.update((key[:2], key) for key in carried)
+
+    def carried_over(self) -> dict[FileKey, str]:
+        """The digests `relinked` carried that are still their inode's newest, for the owner
+        to persist once, when it closes: 20,000 rows at every build cost more than they save,
+        but a daemon that starts again (each --daemonless build) would hash the context again."""
+        with self._lock:
+            keys, self._carried = list(self._carried.values()), {}
+            return {key: self._files[key] for key in keys
+                    if self._latest.get(key[:2]) == key and key in self._files}
 
     def relinked_under(self, root: Path) -> None:
         """`relinked` for every file checksummed below `root` (a tree just hardlinked elsewhere)."""

@@ -25,7 +25,7 @@ def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> Non
     os.link(root / "d" / "f", tmp_path / "elsewhere")
     cache.relinked([f"{root}/d/f"])
     assert cache.checksum(root, "/") == before
-    assert cache.fresh() == {}  # nothing hashed (and the carried entry is not persisted)
+    assert cache.fresh() == {}  # nothing hashed; the carried entry waits for carried_over()
 
 
 def test_relinked_under_covers_every_file_of_a_tree(tmp_path: Path) -> None:
@@ -69,3 +69,15 @@ def test_a_link_made_from_another_path_carries_the_digest_too(tmp_path: Path) ->
     cache.relinked([f"{copy}/f"])
     assert cache.checksum(root, "/") == before
     assert cache.fresh() == {}
+
+
+def test_carried_digests_are_handed_over_once_for_persisting(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    cache.checksum(root, "/")
+    os.link(root / "d" / "f", tmp_path / "elsewhere")
+    cache.relinked([f"{root}/d/f"])
+    st = os.lstat(root / "d" / "f")
+    assert cache.carried_over() == {(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                                    hashlib.sha256(b"content").hexdigest()}
+    assert cache.carried_over() == {}
