@@ -195,22 +195,19 @@ class ClientSession:
             return
         if batched:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a file output is sent with FileSend, not batched")
-        part = target.dest + ".pbk-part"
-        out: BinaryIO = sys.stdout.buffer if target.dest == "-" else open(part, "wb")
-        try:
-            await _write_behind(out, context)
-        except BaseException:  # a failed or cancelled transfer leaves no partial file
-            if out is not sys.stdout.buffer:
-                out.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(part)
-            raise
-        if out is not sys.stdout.buffer:
-            out.close()
-        if target.dest != "-":
-            os.replace(part, target.dest)
-        else:
+        if target.dest == "-":
+            await _write_behind(sys.stdout.buffer, context)
             sys.stdout.buffer.flush()
+            return
+        part = target.dest + ".pbk-part"
+        try:
+            with open(part, "wb") as out:
+                await _write_behind(out, context)
+        except BaseException:  # a failed or cancelled transfer leaves no partial file
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise
+        os.replace(part, target.dest)
 
     async def _get_secret(self, request: spb.GetSecretRequest, context: grpc.aio.ServicerContext):
         assert self.secrets is not None

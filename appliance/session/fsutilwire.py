@@ -189,8 +189,7 @@ async def _send_files(paths: list[tuple[int, str]], stream: PacketStream) -> int
     while start < len(paths):
         group, contents, big = await asyncio.to_thread(_read_group, paths, start)
         for (ident, _), data in zip(group, contents):
-            for offset in range(0, len(data), chunk):
-                await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident, data=data[offset:offset + chunk]))
+            await _send_data(stream, ident, data, chunk)
             sent += len(data)
             if big is None or ident != big[0]:
                 await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident))
@@ -199,13 +198,17 @@ async def _send_files(paths: list[tuple[int, str]], stream: PacketStream) -> int
             ident, handle = big
             try:
                 while data := await asyncio.to_thread(handle.read, READ_GROUP_BYTES):
-                    for offset in range(0, len(data), chunk):
-                        await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident, data=data[offset:offset + chunk]))
+                    await _send_data(stream, ident, data, chunk)
                     sent += len(data)
             finally:
                 handle.close()
             await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident))
     return sent
+
+
+async def _send_data(stream: PacketStream, ident: int, data: bytes, chunk: int) -> None:
+    for offset in range(0, len(data), chunk):
+        await stream.send(Packet(type=Packet.PACKET_DATA, ID=ident, data=data[offset:offset + chunk]))
 
 
 def _read_group(paths: list[tuple[int, str]], start: int) -> tuple[list[tuple[int, str]], list[bytes], tuple[int, BinaryIO] | None]:
@@ -259,12 +262,8 @@ class ReceiveStats:
     file_digests: dict[str, str] = field(default_factory=dict)
 
 
-def _unchanged(item: fpb.Stat, target: str, owners: bool, cur: os.stat_result | None = None) -> bool:
-    if cur is None:
-        try:
-            cur = os.lstat(target)
-        except OSError:
-            return False
+def _unchanged(item: fpb.Stat, target: str, owners: bool, cur: os.stat_result) -> bool:
+    """Whether `target`, whose lstat is `cur`, already is what the listing's `item` says."""
     mode = unix_mode(item.mode)
     if st.S_IFMT(cur.st_mode) != st.S_IFMT(mode) or (cur.st_mode & 0o7777) != (mode & 0o7777):
         return False
@@ -322,7 +321,8 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
     for ident in wanted:
         await stream.send(Packet(type=Packet.PACKET_REQ, ID=ident))
     stats.requested = len(wanted)
-    files = _FileWriter({ident: tmp for ident, (tmp, _) in wanted.items()})
+    writes = {ident: path for ident, (path, _) in wanted.items()}
+    files = _FileWriter(writes)
     try:
         while files.pending:
             packet = await stream.recv()
@@ -342,8 +342,7 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
     stats.file_digests = {wanted[ident][1]: digest for ident, digest in files.digests.items()}
     await stream.send(Packet(type=Packet.PACKET_FIN))
     await stream.flush()
-    tmps = {ident: tmp for ident, (tmp, _) in wanted.items()}
-    await asyncio.to_thread(_apply, base, listing, tmps, owners, stats)
+    await asyncio.to_thread(_apply, base, listing, writes, owners, stats)
     return stats
 
 
@@ -416,7 +415,7 @@ class _FileWriter:
         self.bytes = 0
 
     def _open(self, path: str) -> int:
-        """A new inode at `path` (its parents are real directories, see _changed): whatever is
+        """A new inode at `path` (its parents are real directories, see _Comparer): whatever is
         there, a leftover of a failed transfer or a file that appeared since, is unlinked, never
         written into, since it may be a hardlink of a snapshot's file."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
