@@ -42,6 +42,11 @@ class WorkerConfig:
     cgroup_parent: str | None = None  # the daemon's delegated cgroup (appliance/systemd/cgroup.py)
 
 
+def _content_digest(selector_checksums: list[str]) -> str:
+    """What content_checksum makes of the checksums of a dep's selectors."""
+    return "sha256:" + hashlib.sha256("\x00".join(selector_checksums).encode()).hexdigest()
+
+
 class Worker:
     def __init__(self, config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> None:
         from pybuildkit.worker.content.store import ContentStore
@@ -156,7 +161,7 @@ class Worker:
                 for selector in dep.selectors or ("/",):
                     parts.append(self.checksums.checksum(view, selector, wildcard=dep.wildcard,
                                                          follow_links=dep.follow_links))
-                return "sha256:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+                return _content_digest(parts)
 
         digest = await asyncio.to_thread(compute)
         await asyncio.to_thread(self.meta.save_file_digests, self.checksums.fresh())
@@ -169,7 +174,7 @@ class Worker:
         """`result` holds a tree whose checksum at "/" is known (a local source's snapshot, a
         hardlinked copy of the mirror just checksummed): what content_checksum would walk
         20,000 files to find for a COPY of all of it."""
-        digest = "sha256:" + hashlib.sha256(root_checksum.encode()).hexdigest()
+        digest = _content_digest([root_checksum])
         for wildcard in (False, True):  # "/" has no wildcard and is no link: the flags do not matter
             for follow in (False, True):
                 self._content_sums[(result.layers, ("/",), wildcard, follow)] = digest

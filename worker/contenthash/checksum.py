@@ -33,6 +33,10 @@ def _header(st: os.stat_result, link: str) -> bytes:
 FileKey = tuple[int, int, int, int, int]
 
 
+def _file_key(st: os.stat_result) -> FileKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class ChecksumCache:
     """Remembers file content digests by (device, inode, size, mtime, ctime) across calls.
 
@@ -72,7 +76,7 @@ class ChecksumCache:
             except OSError:
                 continue
             if st_mod.S_ISREG(st.st_mode):
-                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                key = _file_key(st)
                 learned[key] = digest
                 seen[path] = key
         with self._lock:
@@ -92,7 +96,7 @@ class ChecksumCache:
                 st = os.lstat(path)
             except OSError:
                 continue
-            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            key = _file_key(st)
             with self._lock:
                 old = self._latest.get(key[:2])
                 digest = self._files.get(old) if old is not None else None
@@ -120,7 +124,7 @@ class ChecksumCache:
         self.relinked(paths)
 
     def _file_digest(self, path: str, st: os.stat_result) -> str:
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = _file_key(st)
         with self._lock:
             found = self._files.get(key)
             if len(self._seen) > self._max:
