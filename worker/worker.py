@@ -27,6 +27,7 @@ from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
 #: how long an image reference stays resolved: one build reads it many times, the next one
 #: must see a tag that moved meanwhile
 RESOLVE_TTL = 10.0
+RESOLVED_KEPT = 256  # resolutions kept before the expired ones are dropped
 CONTENT_SUMS_KEPT = 4096  # content_checksum results kept in memory
 
 
@@ -203,15 +204,21 @@ class Worker:
 
         from pybuildkit.worker.registry.client import _credential_owner
 
+        reference = parse_reference(ref)
         # per client (credentials decide what may be seen) and short-lived (tags move)
-        key = (ref, str(platform), _credential_owner())
+        owner, shown = _credential_owner(), str(platform)
         now = time.monotonic()
-        cached = self._resolved.get(key)
+        cached = self._resolved.get((str(reference), shown, owner))
         if cached is not None and now - cached[0] < RESOLVE_TTL:
             return cached[1]
-        reference = parse_reference(ref)
         resolved = self.local_image(reference, platform) or await self.registry.resolve(reference, platform)
-        self._resolved[key] = (now, resolved)
+        if len(self._resolved) >= RESOLVED_KEPT:  # every session adds keys of its own
+            self._resolved = {k: v for k, v in self._resolved.items() if now - v[0] < RESOLVE_TTL}
+        self._resolved[(str(reference), shown, owner)] = (now, resolved)
+        # the frontend resolves the tag and writes `tag@digest` into the LLB, which the image
+        # source then resolves: the same content for the same client, without a second request
+        pinned = str(reference.with_digest(resolved.root_digest))
+        self._resolved[(pinned, shown, owner)] = (now, resolved)
         return resolved
 
     def store_image(self, name: str, root) -> None:

@@ -303,7 +303,10 @@ class RegistryClient:
                 raise RegistryError(f"{ref}: no match for platform {want} in manifest list (has {available})",
                                     host=endpoint.host)
             chosen = ranked[0][2]
-            _, mdata, media = await self._get_manifest([endpoint], ref, chosen["digest"])
+            if self.store.has(chosen["digest"]):  # content-addressed, and this client just read its index
+                mdata, media = self.store.read_bytes(chosen["digest"]), chosen.get("mediaType", media)
+            else:
+                _, mdata, media = await self._get_manifest([endpoint], ref, chosen["digest"])
             manifest_digest = self.store.put_bytes(mdata, expected=chosen["digest"])
             manifest = json.loads(mdata)
             media = manifest.get("mediaType") or chosen.get("mediaType", media)
