@@ -1,6 +1,7 @@
 """Dockerfile to LLB: one graph and one image config per target platform."""
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,21 @@ NON_ENV_ARGS = frozenset({"BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT
                           "TARGETSTAGE", *PROXY_ARGS})
 
 Resolver = Callable[[str, Platform], Awaitable[tuple[str, dict]]]
+
+
+def resolving_once(resolver: Resolver) -> Resolver:
+    """`resolver` asked once per (reference, platform) in a conversion, as BuildKit's image meta
+    resolver: stages on one base image share the answer (and its `load metadata` step), and
+    concurrent stages wait for the one lookup in flight."""
+    lookups: dict[tuple[str, str], asyncio.Future[tuple[str, dict]]] = {}
+
+    async def resolve(ref: str, platform: Platform) -> tuple[str, dict]:
+        key = (ref, str(platform))
+        if key not in lookups:
+            lookups[key] = asyncio.ensure_future(resolver(ref, platform))
+        return await asyncio.shield(lookups[key])
+
+    return resolve
 
 
 @dataclass
@@ -79,7 +95,7 @@ class Converter:
                  source_map: llb.SourceMap) -> None:
         self.filename = filename
         self.options = options
-        self.resolver = resolver
+        self.resolver = resolving_once(resolver) if resolver is not None else None
         self.source_map = source_map
         try:
             result = parse(dockerfile, filename=filename)
