@@ -170,31 +170,69 @@ def _pump(conn: Connection, loop: asyncio.AbstractEventLoop, messages: asyncio.Q
 
 
 def _serve(control_fd: int) -> None:
-    """The fork server's loop: one forked child per socket the daemon sends."""
+    """The fork server's loop: one forked child per socket the daemon sends. The child is forked
+    ahead, before the build asks (a fork of this heap costs a few milliseconds, in the way of
+    every build's frontend otherwise); the socket is handed to it and the next one forked."""
     _rehearse()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     control = socket.socket(fileno=control_fd)
+    spare = _fork_spare(control)
     while True:
         try:
             _, fds, _, _ = socket.recv_fds(control, 1, 1)
         except OSError:
             return
-        if not fds:  # the daemon is gone
+        if not fds:  # the daemon is gone (and the spare, reading EOF, with it)
             return
-        if os.fork() == 0:
-            control.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            code = 0
-            try:
-                _child(socket.socket(fileno=fds[0]))
-            except BaseException:  # noqa: BLE001 - the daemon sees the pipe close
-                code = 1
-            finally:
-                os._exit(code)
+        try:
+            socket.send_fds(spare, [b"f"], fds)
+        except OSError:  # the spare died: this request gets a fresh one
+            spare.close()
+            spare = _fork_spare(control)
+            socket.send_fds(spare, [b"f"], fds)
         os.close(fds[0])
+        spare.close()
+        spare = _fork_spare(control)
 
 
-def _rehearse() -> None:
+#: what `ps` shows of a forked child waiting for a build, and of one converting a build's Dockerfile
+SPARE_NAME = "pbk-fe-spare"
+WORKING_NAME = "pbk-frontend"
+
+
+def _name_process(name: str) -> None:
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(name)
+    except OSError:
+        pass  # a name is for people reading `ps`; nothing depends on it
+
+
+def _fork_spare(control: socket.socket) -> socket.socket:
+    """A forked child waiting for its build's socket; the server's end of its line."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.fork() == 0:
+        control.close()
+        ours.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        code = 0
+        try:
+            _name_process(SPARE_NAME)
+            _rehearse(freeze=False)  # the pages a conversion touches, copied now, not in the build's time
+            _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+            theirs.close()
+            if fds:  # none: the server is gone
+                _name_process(WORKING_NAME)
+                _child(socket.socket(fileno=fds[0]))
+        except BaseException:  # noqa: BLE001 - the daemon sees the pipe close
+            code = 1
+        finally:
+            os._exit(code)
+    theirs.close()
+    return ours
+
+
+def _rehearse(*, freeze: bool = True) -> None:
     """One small conversion in the server, so the modules the frontend imports as it goes are
     imported once here instead of in every child; then the heap is frozen, so the children's
     garbage collections do not touch (and copy) the server's pages."""
@@ -214,7 +252,8 @@ def _rehearse() -> None:
                                              build_platform=parse_platform("linux/amd64"))))
         except BuildError:
             pass
-    gc.freeze()
+    if freeze:
+        gc.freeze()
 
 
 def _child(sock: socket.socket) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pybuildkit.appliance.frontend_process import run_in_process
+from pybuildkit.appliance.frontend_process import SPARE_NAME, WORKING_NAME, run_in_process
 from pybuildkit.appliance.frontend_runner import FrontendBudget
 from pybuildkit.frontend.dockerfile.builder import build
 from pybuildkit.frontend.dockerfile.instructions import DockerfileError
@@ -23,19 +23,23 @@ from tests.unit.appliance.test_frontend_runner import inputs, rejected_beside_a_
 GENEROUS = FrontendBudget(30.0, 512 << 20)
 
 
-def _frontend_children() -> list[int]:
-    """Processes forked by the fork server (same command line, parent is the server)."""
+def _frontend_children(name: str = WORKING_NAME) -> list[int]:
+    """Processes forked by the fork server (same command line, parent is the server) that are
+    converting a build (the spare one, forked ahead for the next build, is named otherwise)."""
     procs = {}
+    names = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes()
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                comm = (entry / "comm").read_text().strip()
             except (OSError, ValueError, IndexError):
                 continue
             if b"pybuildkit.appliance.frontend_process" in cmdline:
                 procs[int(entry.name)] = ppid
-    return [pid for pid, ppid in procs.items() if ppid in procs]
+                names[int(entry.name)] = comm
+    return [pid for pid, ppid in procs.items() if ppid in procs and names[pid] == name]
 
 
 def test_a_dockerfile_converts_as_it_does_inline() -> None:
@@ -113,3 +117,11 @@ def test_a_cancelled_build_kills_its_frontend_process() -> None:
     while _frontend_children() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _frontend_children() == []
+
+
+def test_the_next_builds_frontend_process_is_forked_before_it_asks() -> None:
+    asyncio.run(run_in_process(inputs(b"FROM scratch\nENV A=1\n"), GENEROUS))
+    deadline = time.monotonic() + 10
+    while not _frontend_children(SPARE_NAME) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_frontend_children(SPARE_NAME)) == 1
