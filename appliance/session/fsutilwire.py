@@ -31,6 +31,7 @@ READ_BATCH = 4096  # REQs answered in one go
 READ_GROUP_BYTES = 4 << 20  # file contents read in one thread hop
 WRITE_BATCH = 8192
 LIST_CHUNK = 2048  # STATs sent as one batch while the walk goes on
+SMALL_LISTING = 64  # a listing the receiver compares and applies on the loop, without a thread
 
 GO_DIR, GO_SYMLINK, GO_NAMED_PIPE, GO_DEVICE = 1 << 31, 1 << 27, 1 << 25, 1 << 26
 GO_CHAR_DEVICE, GO_SETUID, GO_SETGID, GO_STICKY, GO_SOCKET = 1 << 21, 1 << 23, 1 << 22, 1 << 20, 1 << 24
@@ -296,25 +297,34 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
     loop = asyncio.get_running_loop()
     checks: list[asyncio.Future[None]] = []
     checked = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="pbk-compare") as worker:
-        try:
-            while True:
-                packet = await stream.recv()
-                if packet is None:
-                    raise TransferError("the sender closed the stream before the end of its listing")
-                if packet.type == Packet.PACKET_ERR:
-                    raise TransferError(f"error from sender: {packet.data.decode(errors='replace')}")
-                if packet.type != Packet.PACKET_STAT:
-                    raise TransferError(f"unexpected packet {packet.type} in the file listing")
-                if not packet.HasField("stat"):
-                    break
-                listing.append((len(listing), packet.stat, _clean_rel(packet.stat.path)))
-                if len(listing) - checked >= LIST_CHUNK:
-                    checks.append(loop.run_in_executor(worker, comparer.check, listing[checked:]))
-                    checked = len(listing)
+    worker: ThreadPoolExecutor | None = None  # started once the listing is long enough to need it
+    try:
+        while True:
+            packet = await stream.recv()
+            if packet is None:
+                raise TransferError("the sender closed the stream before the end of its listing")
+            if packet.type == Packet.PACKET_ERR:
+                raise TransferError(f"error from sender: {packet.data.decode(errors='replace')}")
+            if packet.type != Packet.PACKET_STAT:
+                raise TransferError(f"unexpected packet {packet.type} in the file listing")
+            if not packet.HasField("stat"):
+                break
+            listing.append((len(listing), packet.stat, _clean_rel(packet.stat.path)))
+            if len(listing) - checked >= LIST_CHUNK:
+                worker = worker or ThreadPoolExecutor(1, thread_name_prefix="pbk-compare")
+                checks.append(loop.run_in_executor(worker, comparer.check, listing[checked:]))
+                checked = len(listing)
+        if worker is None and len(listing) <= SMALL_LISTING:
+            comparer.check(listing)  # a Dockerfile, an ignore file: cheaper than a thread
+        else:
+            worker = worker or ThreadPoolExecutor(1, thread_name_prefix="pbk-compare")
             checks.append(loop.run_in_executor(worker, comparer.check, listing[checked:]))
-        finally:
+    finally:
+        try:
             await asyncio.gather(*checks)  # raises the first failure, once all are done
+        finally:
+            if worker is not None:
+                worker.shutdown(wait=False)
     stats = ReceiveStats(listed=len(listing), listing_digest=comparer.digest())
     wanted = comparer.wanted
     stats.requested_paths = [rel for _, rel in wanted.values()]
@@ -342,7 +352,10 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
     stats.file_digests = {wanted[ident][1]: digest for ident, digest in files.digests.items()}
     await stream.send(Packet(type=Packet.PACKET_FIN))
     await stream.flush()
-    await asyncio.to_thread(_apply, base, listing, writes, owners, stats)
+    if len(listing) <= SMALL_LISTING:
+        _apply(base, listing, writes, owners, stats)
+    else:
+        await asyncio.to_thread(_apply, base, listing, writes, owners, stats)
     return stats
 
 

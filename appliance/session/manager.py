@@ -43,6 +43,18 @@ def _first(metadata: Mapping[str, Any], key: str) -> str:
     return value[0] if isinstance(value, list) else value
 
 
+async def _end_diffcopy(call: Any, stream: PacketStream) -> None:
+    """A finished DiffCopy's last exchange: the sender's FIN, then our end of the call."""
+    try:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stream.recv(), 10)
+        await call.done_writing()
+    except grpc.aio.AioRpcError:
+        pass  # the files are in; a client that left meanwhile changes nothing
+    finally:
+        call.cancel()
+
+
 class Session:
     def __init__(self, session_id: str, name: str, shared_key: str, methods: set[str],
                  channel: grpc.aio.Channel, loop: asyncio.AbstractEventLoop) -> None:
@@ -56,6 +68,7 @@ class Session:
         self._agents: dict[str, Path] = {}
         self._agent_servers: list[asyncio.AbstractServer] = []
         self._agent_dir: Path | None = None
+        self._endings: set[asyncio.Future[None]] = set()  # transfers whose FIN is still on its way
 
     def supports(self, method: str) -> bool:
         return method.lower() in self.methods
@@ -97,15 +110,19 @@ class Session:
         stream = PacketStream(call.read, call.write, batched=batched)
         try:
             stats = await receive_tree(dest, stream)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stream.recv(), 10)  # the sender's FIN
-            await call.done_writing()
-            return stats
         except grpc.aio.AioRpcError as exc:
+            call.cancel()
             raise SessionError(f"transferring local directory {request.name!r} from the client failed: "
                                f"{exc.details() or exc.code().name}") from None
-        finally:
+        except BaseException:
             call.cancel()
+            raise
+        # every file is in: the sender's answering FIN and the call's end are awaited beside
+        # the build, not in its way (a round trip through the session, three times a build)
+        ending = asyncio.ensure_future(_end_diffcopy(call, stream))
+        self._endings.add(ending)
+        ending.add_done_callback(self._endings.discard)
+        return stats
 
     async def get_secret(self, secret_id: str) -> bytes | None:
         if not self.supports(svc.SECRETS_GET):
@@ -219,6 +236,8 @@ class Session:
 
     async def close(self) -> None:
         self.closed.set()
+        for ending in list(self._endings):
+            ending.cancel()
         for server in self._agent_servers:
             server.close()
         if self._agent_dir is not None:
