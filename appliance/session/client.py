@@ -116,6 +116,8 @@ class ClientSession:
     def __post_init__(self) -> None:
         self._closed = asyncio.Event()
         self._server: ServedOverStream | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._running = False
 
     # -- what we serve ---------------------------------------------------------------------
 
@@ -275,10 +277,21 @@ class ClientSession:
 
     # -- the stream ------------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Start the services the daemon will call; `run` does it if nobody did before (a
+        client starts it while the daemon's first answer is on its way)."""
+        if self._server is None:
+            self._server = ServedOverStream(self._generic())
+            self._starting = asyncio.ensure_future(self._server.start())
+        assert self._starting is not None
+        await asyncio.shield(self._starting)
+
     async def run(self, channel: grpc.aio.Channel) -> None:
         """Open Control.Session and serve the daemon over it until closed."""
-        server = self._server = ServedOverStream(self._generic())
-        await server.start()
+        self._running = True
+        await self.prepare()
+        server = self._server
+        assert server is not None
         outgoing = Outbox()
         metadata = [(svc.HEADER_UUID, self.session_id), (svc.HEADER_SHARED_KEY, self.shared_key)]
         if self.name:
@@ -312,3 +325,9 @@ class ClientSession:
 
     async def close(self) -> None:
         self._closed.set()
+        if self._server is not None and not self._running:  # prepared, never run: run's clean-up is ours
+            if self._starting is not None:
+                with contextlib.suppress(Exception):
+                    await self._starting
+            await self._server.close()
+            self._server = None
