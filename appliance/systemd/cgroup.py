@@ -270,15 +270,15 @@ def _socket_of(address: str) -> str | None:
 
 async def start_scope(manager: Manager, pid: int, name: str) -> None:
     """StartTransientUnit(name, "fail", PIDs=[pid], Delegate=yes), then wait for its job."""
+    address = _bus_address(manager)
+    sock = _socket_of(address)
+    if sock is not None and not os.path.exists(sock):  # before the import: dbus-next loads GLib, ~0.1 s
+        raise ScopeError(f"no D-Bus socket for the {manager} at {sock}")
     try:
         from dbus_next import BusType, Message, MessageType, Variant
         from dbus_next.aio import MessageBus
     except ImportError as exc:
         raise ScopeError("python3-dbus-next is not installed") from exc
-    address = _bus_address(manager)
-    sock = _socket_of(address)
-    if sock is not None and not os.path.exists(sock):
-        raise ScopeError(f"no D-Bus socket for the {manager} at {sock}")
     try:
         bus = await MessageBus(bus_address=address,
                                bus_type=BusType.SYSTEM if manager == Manager.SYSTEM else BusType.SESSION).connect()
