@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-from-launcher", default="", help=argparse.SUPPRESS)
     p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another daemon to release the root (daemonless runs)")
+    # for pybuildctl --daemonless: a daemon of one client and one build
+    p.add_argument("--ready-fd", type=int, default=-1, help=argparse.SUPPRESS)  # a line there once serving
+    p.add_argument("--frontend-inline", action="store_true", help=argparse.SUPPRESS)  # no fork server to start
     p.add_argument("--version", action="version", version=f"{PROG} v0.2.0")
     return p
 
@@ -170,12 +173,14 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
     await asyncio.to_thread(_private_binfmt, args)
     cgroup_parent = await _delegated_cgroup(args)
-    from pybuildkit.appliance.frontend_process import warm_up
+    building = asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
+                                 isolate_frontend=not args.frontend_inline)
+    if args.frontend_inline:  # one client's daemon: its frontend's interpreter lock slows nobody else's build
+        builder = await building
+    else:
+        from pybuildkit.appliance.frontend_process import warm_up
 
-    builder, _ = await asyncio.gather(  # the frontends' fork server starts while the worker does
-        asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
-                          isolate_frontend=True),
-        asyncio.to_thread(warm_up))
+        builder, _ = await asyncio.gather(building, asyncio.to_thread(warm_up))  # the fork server starts meanwhile
     worker = builder.worker
     platforms = await asyncio.to_thread(_platform_probe, config.root)
     jobs = Jobs()
@@ -238,6 +243,9 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             if "" in names or name in names:
                 bindings.append(await listeners.relay(sock, private_sock, f"fd://{name}"))  # type: ignore[arg-type]
 
+    if args.ready_fd >= 0:
+        with open(args.ready_fd, "w", closefd=True) as ready:
+            ready.write("serving\n")
     runtime = await asyncio.to_thread(lambda: worker.executor.info)
     summary = (f"serving {', '.join(b.address for b in bindings)}; runtime {runtime.name} {runtime.version}; "
                f"snapshotter {worker.snapshots.driver}; platforms {', '.join(platforms)}")
@@ -324,5 +332,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock.release()
 
 
+def entry() -> None:
+    """The `pybuildkitd` command: exits without the interpreter's teardown (grpc's and the
+    thread pools' clean-up at exit), which costs ~130 ms after everything is stopped, closed
+    and unlocked; a `--daemonless` build waits for exactly that exit."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
