@@ -25,8 +25,9 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
     """Start pybuildkitd on a private socket; yield its address; stop it afterwards."""
     rundir = Path(tempfile.mkdtemp(prefix="pybuildctl-"))
     sock = rundir / "buildkitd.sock"
+    ready_read, ready_write = os.pipe()  # the daemon writes a line there once it serves
     cmd = [sys.executable, "-m", "pybuildkit.appliance.daemon.main", "--addr", f"unix://{sock}",
-           "--wait-lock", str(START_TIMEOUT)]
+           "--wait-lock", str(START_TIMEOUT), "--ready-fd", str(ready_write), "--frontend-inline"]
     if root is not None:
         cmd += ["--root", str(root)]
     if config is not None:
@@ -34,10 +35,14 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
     if debug:
         cmd.append("--debug")
     log = open(rundir / "daemon.log", "w+b")
-    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                                                stderr=None if debug else log, preexec_fn=_die_with_parent)
     try:
-        await _wait_ready(proc, sock, rundir / "daemon.log")
+        proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                                                    stderr=None if debug else log, preexec_fn=_die_with_parent,
+                                                    pass_fds=(ready_write,))
+    finally:
+        os.close(ready_write)
+    try:
+        await _wait_ready(proc, ready_read, rundir / "daemon.log")
         try:
             yield f"unix://{sock}"
         except BuildError as exc:
@@ -70,22 +75,23 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
-async def _wait_ready(proc: asyncio.subprocess.Process, sock: Path, log_path: Path) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT
-    while loop.time() < deadline:
-        if proc.returncode is not None:
-            text = log_path.read_text(errors="replace").strip()
-            lines = [line.removeprefix("pybuildkitd: ") for line in text.splitlines() if "error" in line or "hint" in line]
-            message = "\n".join(lines) or text[-2000:] or f"exit code {proc.returncode}"
-            raise BuildError(f"the daemonless builder did not start: {message}")
-        if sock.exists() and os.access(sock, os.W_OK):
-            try:
-                _reader, writer = await asyncio.open_unix_connection(str(sock))
-            except OSError:
-                pass
-            else:
-                writer.close()
-                return
-        await asyncio.sleep(0.02)
-    raise BuildError("the daemonless builder did not start in time")
+async def _wait_ready(proc: asyncio.subprocess.Process, ready: int, log_path: Path) -> None:
+    """Until the daemon's line on `ready` (it serves) or its end (it failed to start: why is in
+    its log); no polling of the socket."""
+    with open(ready, "rb", buffering=0) as pipe:
+        reader = asyncio.StreamReader()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        try:
+            line = await asyncio.wait_for(reader.readline(), START_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise BuildError("the daemonless builder did not start in time") from None
+        finally:
+            transport.close()
+    if line:
+        return
+    await proc.wait()
+    text = log_path.read_text(errors="replace").strip()
+    lines = [line.removeprefix("pybuildkitd: ") for line in text.splitlines() if "error" in line or "hint" in line]
+    message = "\n".join(lines) or text[-2000:] or f"exit code {proc.returncode}"
+    raise BuildError(f"the daemonless builder did not start: {message}")
