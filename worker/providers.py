@@ -26,9 +26,11 @@ class LocalSyncRequest:
 
 
 class LocalDirs(Protocol):
-    def sync(self, request: LocalSyncRequest, dest: Path) -> Any:
+    def sync(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None) -> Any:
         """Make `dest` mirror the client's directory `request.name`, incrementally. May return
-        stats with the bytes transferred (`bytes_copied` or `bytes`) for the progress display."""
+        stats with the bytes transferred (`bytes_copied` or `bytes`) for the progress display,
+        `listing_digest`, and the listing's `entries`, which the next sync into an untouched
+        `dest` may be given as `known`."""
 
 
 class SecretProvider(Protocol):

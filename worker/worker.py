@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pybuildkit.solver.cachestore import CacheStore
 from pybuildkit.solver.definition import Vertex
@@ -22,6 +23,9 @@ from pybuildkit.worker.metadata import MetadataStore
 from pybuildkit.worker.providers import LocalSyncRequest
 from pybuildkit.worker.recovery import recover, unmount_under
 from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
+
+if TYPE_CHECKING:
+    from pybuildkit.worker.ops.source_local import MirrorState
 
 
 #: how long an image reference stays resolved: one build reads it many times, the next one
@@ -73,8 +77,8 @@ class Worker:
                                  cgroup_parent=config.cgroup_parent)
         self.checksums = ChecksumCache(known=self.meta.file_digests())
         self._content_sums: dict[tuple[object, ...], str] = {}  # content_checksum's memo
-        #: local mirror -> (listing digest, checksum) of its last sync (worker/ops/source_local.py)
-        self.mirror_sums: dict[Path, tuple[str, str]] = {}
+        #: local mirror -> what its last sync brought it to (worker/ops/source_local.py)
+        self.mirror_sums: dict[Path, MirrorState] = {}
         self._local_locks: dict[Path, asyncio.Lock] = {}
         self._registry = None
         self._resolved: dict[tuple[str, str, str], tuple[float, object]] = {}

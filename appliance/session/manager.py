@@ -98,7 +98,8 @@ class Session:
             raise RuntimeError("a session call was made from the event loop thread; run it in a thread")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def diffcopy(self, request: LocalSyncRequest, dest: Path):
+    async def diffcopy(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None):
+        """`known`: the entries of the listing `dest` last received (see receive_tree)."""
         self._require(svc.FILESYNC_DIFFCOPY, "local files")
         metadata = [(svc.KEY_DIR_NAME, request.name)]
         metadata += [(svc.KEY_INCLUDE, p) for p in request.include_patterns]
@@ -109,7 +110,7 @@ class Session:
                                           response_deserializer=message_type(batched).FromString)(metadata=metadata)
         stream = PacketStream(call.read, call.write, batched=batched)
         try:
-            stats = await receive_tree(dest, stream)
+            stats = await receive_tree(dest, stream, known=known)
         except grpc.aio.AioRpcError as exc:
             call.cancel()
             raise SessionError(f"transferring local directory {request.name!r} from the client failed: "
@@ -294,8 +295,8 @@ class SessionLocals:
         self.session = session
         self.shared_key = session.shared_key
 
-    def sync(self, request: LocalSyncRequest, dest: Path):
-        return self.session._blocking(self.session.diffcopy(request, dest))
+    def sync(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None):
+        return self.session._blocking(self.session.diffcopy(request, dest, known))
 
 
 class SessionOCIStores:

@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +30,28 @@ def _patterns(attrs, key: str) -> tuple[str, ...]:
     except json.JSONDecodeError as exc:
         raise BuildError(f"invalid {key} attribute: {exc}") from exc
     return tuple(value or ())
+
+
+#: mirrors whose last listing is kept in memory (some MB for a context of 20,000 files)
+LISTINGS_KEPT = 8
+
+
+@dataclass(frozen=True)
+class MirrorState:
+    """What a mirror was brought to by its last sync in this daemon: that listing's digest and
+    entries (given to the next sync as `known`) and the checksum taken of the result."""
+    listing: str
+    checksum: str
+    entries: frozenset[bytes] | None = None
+
+
+def remember(states: dict[Path, MirrorState], mirror: Path, state: MirrorState) -> None:
+    """Record `state` as the newest; the oldest mirrors beyond LISTINGS_KEPT keep no entries."""
+    states.pop(mirror, None)
+    states[mirror] = state
+    with_entries = [m for m, s in states.items() if s.entries is not None]
+    for old in with_entries[:-LISTINGS_KEPT]:
+        states[old] = replace(states[old], entries=None)
 
 
 def _same_root(a: Path, b: Path) -> bool:
@@ -69,19 +91,21 @@ class LocalSource:
                                  name=f"transferring {self.name}:", started=started, timestamp=started)
             ctx.job.progress.status(replace(status))  # a copy: queued events must not change later
             kept = self.worker.mirror_sums.pop(mirror, None)  # a sync that fails leaves none
-            stats = await asyncio.to_thread(providers.locals.sync, self.request, mirror)
+            stats = await asyncio.to_thread(providers.locals.sync, self.request, mirror,
+                                            kept.entries if kept is not None else None)
             status.current = int(getattr(stats, "bytes_copied", None) or getattr(stats, "bytes", None) or 0)
             status.completed = status.timestamp = now_ns()
             ctx.job.progress.status(status)
             listing = getattr(stats, "listing_digest", "")
-            if listing and not getattr(stats, "requested", 1) and kept is not None and kept[0] == listing:
-                self.checksum = kept[1]  # the same listing and nothing fetched: the same tree
+            if listing and not getattr(stats, "requested", 1) and kept is not None and kept.listing == listing:
+                self.checksum = kept.checksum  # the same listing and nothing fetched: the same tree
             else:
                 if digests := getattr(stats, "file_digests", None):
                     await asyncio.to_thread(self.worker.checksums.learn, mirror, digests)
                 self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
                 await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
-            self.worker.mirror_sums[mirror] = (listing, self.checksum)
+            remember(self.worker.mirror_sums, mirror,
+                     MirrorState(listing, self.checksum, getattr(stats, "entries", None) or None))
         digest = "sha256:" + hashlib.sha256(
             json.dumps(["local", self.checksum, self.request.include_patterns,
                         self.request.exclude_patterns, self.request.follow_paths]).encode()).hexdigest()
@@ -94,7 +118,8 @@ class LocalSource:
                 self.worker.snapshots.import_directory, mirror, None,
                 description=f"local source for {self.name}", record_type="source.local", hardlink=True)
             await asyncio.to_thread(self.worker.checksums.relinked_under, mirror)
-            still = self.worker.mirror_sums.get(mirror, ("", ""))[1] == self.checksum  # no sync since
+            kept = self.worker.mirror_sums.get(mirror)
+            still = kept is not None and kept.checksum == self.checksum  # no sync since
             if self.checksum and still and _same_root(mirror, self.worker.snapshots.layer_path(snap.layers[-1])):
                 self.worker.same_tree_as(snap, self.checksum)
         return [snap]

@@ -45,7 +45,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, bytes | str, int]]:
     return out
 
 
-async def _transfer(src: Path, dest: Path, batched: bool, sock: Path) -> tuple[ReceiveStats, int]:
+async def _transfer(src: Path, dest: Path, batched: bool, sock: Path,
+                    known: frozenset[bytes] | None = None) -> tuple[ReceiveStats, int]:
     """Serve `src` with send_tree, receive it into `dest`; returns the stats and the number of
     gRPC messages the sender wrote."""
     written = 0
@@ -70,7 +71,7 @@ async def _transfer(src: Path, dest: Path, batched: bool, sock: Path) -> tuple[R
             call = channel.stream_stream("/t.FileSync/DiffCopy", request_serializer=serialize,
                                          response_deserializer=kind.FromString)()
             stream = PacketStream(call.read, call.write, batched=batched)
-            stats = await receive_tree(dest, stream)
+            stats = await receive_tree(dest, stream, known=known)
             assert await stream.recv() is not None  # the sender's FIN
             await call.done_writing()
             assert await call.code() == grpc.StatusCode.OK
@@ -135,3 +136,27 @@ def test_a_link_an_earlier_listing_left_is_not_followed_where_a_directory_is_now
     asyncio.run(_transfer(src, dest, True, tmp_path / "b.sock"))
     assert list(outside.iterdir()) == []
     assert not (dest / "a").is_symlink() and (dest / "a" / "f").read_bytes() == b"inside\n"
+
+
+def test_the_listing_a_mirror_already_is_leaves_it_untouched(source: Path, tmp_path: Path) -> None:
+    """Given the entries of its last transfer, an unchanged tree needs no look at the mirror:
+    no lstat, no chmod of its directories (their ctime stays)."""
+    dest = tmp_path / "mirror"
+    first, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    before = {d.name: d.stat().st_ctime_ns for d in dest.iterdir() if d.is_dir()}
+    again, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", known=first.entries))
+    assert again.requested == 0 and again.listing_digest == first.listing_digest
+    assert {d.name: d.stat().st_ctime_ns for d in dest.iterdir() if d.is_dir()} == before
+    assert _snapshot(dest) == _snapshot(source)
+
+
+def test_with_a_known_listing_changes_still_arrive_and_removals_go(source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "mirror"
+    first, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    (source / "d3" / "f3.txt").write_bytes(b"changed\n")
+    os.utime(source / "d3" / "f3.txt", ns=(1, 1))
+    (source / "d4" / "f4.txt").unlink()
+    (source / "d5" / "new.txt").write_bytes(b"new\n")
+    again, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", known=first.entries))
+    assert sorted(again.requested_paths) == ["d3/f3.txt", "d5/new.txt"]
+    assert _snapshot(dest) == _snapshot(source)
