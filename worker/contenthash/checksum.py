@@ -51,6 +51,7 @@ class ChecksumCache:
         self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked_under()
         self._latest: dict[tuple[int, int], FileKey] = {k[:2]: k for k in self._files}  # (dev, ino) -> newest key
         self._carried: dict[tuple[int, int], FileKey] = {}  # relinked keys not yet persisted
+        self._relinked: dict[tuple[int, int], str] = {}  # (dev, ino) -> a path: linked, not looked up since
         self._max = max_entries
         self._lock = threading.Lock()
 
@@ -90,27 +91,52 @@ class ChecksumCache:
         the digest of its inode's newest key carries over to the new one (same size and
         mtime). The layer and mirror files that local sources and COPY share by hardlinks are
         then not hashed again."""
-        carried: dict[FileKey, str] = {}
+        inodes = []
         for path in paths:
             try:
                 st = os.lstat(path)
             except OSError:
                 continue
-            key = _file_key(st)
-            with self._lock:
-                old = self._latest.get(key[:2])
-                digest = self._files.get(old) if old is not None else None
-            if old is not None and digest is not None and old[2:4] == key[2:4]:
-                carried[key] = digest
-        with self._lock:  # persisted at close (carried_over), not with each build's fresh digests
-            self._files.update(carried)
-            self._latest.update((key[:2], key) for key in carried)
-            self._carried.update((key[:2], key) for key in carried)
+            inodes.append((path, st.st_dev, st.st_ino))
+        self.relinked_inodes(inodes)
+
+    def relinked_inodes(self, entries: Iterable[tuple[str, int, int]]) -> None:
+        """`relinked` for (path, device, inode) its caller already knows (COPY's copier stat'ed
+        each file it linked): nothing is looked at now. The digest is carried when the inode
+        is next checksummed under any of its names, after comparing its size and mtime then,
+        or at `carried_over`; 20,000 files linked by a COPY cost no second lstat each."""
+        with self._lock:
+            if len(self._relinked) > self._max:
+                self._relinked.clear()
+            self._relinked.update(((dev, ino), path) for path, dev, ino in entries)
+
+    def _carry(self, key: FileKey) -> str | None:
+        """Under the lock: the digest of a relinked inode's newest key for its new `key`."""
+        if self._relinked.pop(key[:2], None) is None:
+            return None
+        old = self._latest.get(key[:2])
+        digest = self._files.get(old) if old is not None else None
+        if old is None or digest is None or old[2:4] != key[2:4]:
+            return None  # rewritten since (or never hashed): no digest carries
+        self._files[key] = digest
+        self._latest[key[:2]] = key
+        self._carried[key[:2]] = key  # persisted at close (carried_over), not with a build's fresh digests
+        return digest
 
     def carried_over(self) -> dict[FileKey, str]:
         """The digests `relinked` carried that are still their inode's newest, for the owner
         to persist once, when it closes: 20,000 rows at every build cost more than they save,
         but a daemon that starts again (each --daemonless build) would hash the context again."""
+        with self._lock:
+            waiting = list(self._relinked.items())
+        for (dev, ino), path in waiting:  # relinked, not looked up since: their keys now
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (dev, ino):
+                with self._lock:
+                    self._carry(_file_key(st))
         with self._lock:
             keys, self._carried = list(self._carried.values()), {}
             return {key: self._files[key] for key in keys
@@ -120,16 +146,19 @@ class ChecksumCache:
         """`relinked` for every file checksummed below `root` (a tree just hardlinked elsewhere)."""
         prefix = os.fspath(root).rstrip("/") + "/"
         with self._lock:
-            paths = [p for p in self._seen if p.startswith(prefix)]
-        self.relinked(paths)
+            entries = [(p, key[0], key[1]) for p, key in self._seen.items() if p.startswith(prefix)]
+        self.relinked_inodes(entries)
 
     def _file_digest(self, path: str, st: os.stat_result) -> str:
         key = _file_key(st)
         with self._lock:
             found = self._files.get(key)
+            if found is None and self._relinked:
+                found = self._carry(key)
             if len(self._seen) > self._max:
                 self._seen.clear()
                 self._latest.clear()
+                self._relinked.clear()
             self._seen[path] = key
             if found is not None:
                 self._latest[key[:2]] = key

@@ -11,11 +11,12 @@ from tests.unit.fileops.conftest import copy_action, mode_of, write_tree
 
 def test_a_file_the_copy_keeps_as_it_is_is_a_hardlink_of_the_source(src: Path, dest: Path) -> None:
     write_tree(src, {"d/a.txt": "a", "d/sub/b.txt": "b"})
-    linked: list[str] = []
+    linked: list[tuple[str, int, int]] = []
     copy(src, dest, copy_action("/d", "/e"), None, link=True, linked=linked.extend)
     assert os.stat(dest / "e/a.txt").st_ino == os.stat(src / "d/a.txt").st_ino
     assert os.stat(dest / "e/sub/b.txt").st_ino == os.stat(src / "d/sub/b.txt").st_ino
-    assert sorted(linked) == sorted([f"{src}/d/a.txt", f"{src}/d/sub/b.txt"])
+    assert sorted(path for path, _, _ in linked) == sorted([f"{src}/d/a.txt", f"{src}/d/sub/b.txt"])
+    assert all((os.stat(path).st_dev, os.stat(path).st_ino) == (dev, ino) for path, dev, ino in linked)
 
 
 def test_a_copy_that_changes_the_mode_copies_and_leaves_the_source_alone(src: Path, dest: Path) -> None:

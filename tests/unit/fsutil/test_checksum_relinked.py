@@ -81,3 +81,39 @@ def test_carried_digests_are_handed_over_once_for_persisting(tmp_path: Path) -> 
     assert cache.carried_over() == {(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
                                     hashlib.sha256(b"content").hexdigest()}
     assert cache.carried_over() == {}
+
+
+def test_links_named_by_inode_carry_when_next_looked_up(tmp_path: Path) -> None:
+    """COPY's copier names each file it linked with the device and inode it stat'ed before:
+    no second lstat now; the digest carries when the inode is next checksummed."""
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    cache.fresh()
+    st = os.lstat(root / "d" / "f")
+    os.link(root / "d" / "f", tmp_path / "layer-f")
+    cache.relinked_inodes([(str(tmp_path / "layer-f"), st.st_dev, st.st_ino)])
+    assert cache.checksum(root, "/") == before
+    assert cache.fresh() == {}
+
+
+def test_links_never_looked_up_again_are_carried_at_close(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    cache.checksum(root, "/")
+    st = os.lstat(root / "d" / "f")
+    os.link(root / "d" / "f", tmp_path / "layer-f")
+    cache.relinked_inodes([(str(tmp_path / "layer-f"), st.st_dev, st.st_ino)])
+    now = os.lstat(root / "d" / "f")
+    assert cache.carried_over() == {(now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns):
+                                    hashlib.sha256(b"content").hexdigest()}
+
+
+def test_a_linked_inode_rewritten_before_its_lookup_is_hashed_again(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    st = os.lstat(root / "d" / "f")
+    cache.relinked_inodes([(str(root / "d" / "f"), st.st_dev, st.st_ino)])
+    (root / "d" / "f").write_bytes(b"another")  # the same size; a new mtime
+    assert cache.checksum(root, "/") != before

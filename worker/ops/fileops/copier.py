@@ -53,7 +53,7 @@ class TreeCopier:
         # `link`: the source is an immutable tree, so a file whose owner, mode and times the copy
         # keeps is hardlinked rather than copied, until a link fails (another filesystem)
         self._link = link
-        self.linked: list[str] = []  # the source files hardlinked
+        self.linked: list[tuple[str, int, int]] = []  # the source files hardlinked: (path, device, inode)
 
     def copy(self, src: str, rel: str, target: str, nested: bool = False) -> None:
         """Copy `src` to `target`; `rel` is its path below the copied source (`` for the source)."""
@@ -89,7 +89,7 @@ class TreeCopier:
                 if not created and target_st is not None:
                     self._set_times(st, target)
         elif stat.S_ISREG(st.st_mode):
-            if self._link and self._keeps_metadata(st) and self._linked(src, target):
+            if self._link and self._keeps_metadata(st) and self._linked(src, target, st):
                 return  # the same inode: its owner, mode, times and xattrs are already the copy's
             self._copy_file(src, target, st)
         elif stat.S_ISLNK(st.st_mode):
@@ -108,7 +108,7 @@ class TreeCopier:
             return (self.owner.uid, self.owner.gid) == (st.st_uid, st.st_gid)
         return self._chown or (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
 
-    def _linked(self, src: str, target: str) -> bool:
+    def _linked(self, src: str, target: str, st: os.stat_result) -> bool:
         try:
             os.link(src, target, follow_symlinks=False)
         except OSError as exc:
@@ -116,7 +116,7 @@ class TreeCopier:
                 raise
             self._link = False  # EXDEV: an overlay view, EPERM: protected_hardlinks
             return False
-        self.linked.append(src)
+        self.linked.append((src, st.st_dev, st.st_ino))
         return True
 
     def write_metadata(self, st: os.stat_result, src: str, target: str) -> None:

@@ -40,7 +40,7 @@ def mode_of(a: pb.FileActionCopy) -> ModeSpec | None:
 
 
 def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | None, *,
-         link: bool = False, linked: Callable[[list[str]], None] | None = None) -> None:
+         link: bool = False, linked: Callable[[list[tuple[str, int, int]]], None] | None = None) -> None:
     src_path = clean_path(a.src)
     dest_path = clean_path(a.dest)
     if not a.createDestPath and posixpath.normpath(dest_path) != "/":
