@@ -4,6 +4,7 @@ space, and the daemon's event loop runs undisturbed while it works."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -24,8 +25,9 @@ GENEROUS = FrontendBudget(30.0, 512 << 20)
 
 
 def _frontend_children(name: str = WORKING_NAME) -> list[int]:
-    """Processes forked by the fork server (same command line, parent is the server) that are
-    converting a build (the spare one, forked ahead for the next build, is named otherwise)."""
+    """Processes forked by this test process's fork server (same command line, parent is the
+    server; a daemon of another test has its own) that are converting a build (the spare one,
+    forked ahead for the next build, is named otherwise)."""
     procs = {}
     names = {}
     for entry in Path("/proc").iterdir():
@@ -39,7 +41,8 @@ def _frontend_children(name: str = WORKING_NAME) -> list[int]:
             if b"pybuildkit.appliance.frontend_process" in cmdline:
                 procs[int(entry.name)] = ppid
                 names[int(entry.name)] = comm
-    return [pid for pid, ppid in procs.items() if ppid in procs and names[pid] == name]
+    servers = {pid for pid, ppid in procs.items() if ppid == os.getpid()}
+    return [pid for pid, ppid in procs.items() if ppid in servers and names[pid] == name]
 
 
 def test_a_dockerfile_converts_as_it_does_inline() -> None:
