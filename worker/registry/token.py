@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.registry.auth import basic_header
+
+if TYPE_CHECKING:  # imported when a token is fetched: httpx costs a daemon's start ~80 ms
+    import httpx
 
 #: the distribution spec's default lifetime when the token service does not say
 DEFAULT_EXPIRES_IN = 60
@@ -33,6 +35,8 @@ class Token:
 
 async def fetch_token(client: httpx.AsyncClient, *, host: str, realm: str, service: str, scopes: Sequence[str],
                       credentials: tuple[str, str] | None) -> Token:
+    import httpx
+
     params = {"service": service, "scope": [scope for scope in scopes if scope]}  # one scope= each
     headers = {}
     if credentials and credentials[0] != "<token>":
