@@ -27,7 +27,7 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
     sock = rundir / "buildkitd.sock"
     ready_read, ready_write = os.pipe()  # the daemon writes a line there once it serves
     cmd = [sys.executable, "-m", "pybuildkit.appliance.daemon.main", "--addr", f"unix://{sock}",
-           "--wait-lock", str(START_TIMEOUT), "--ready-fd", str(ready_write), "--frontend-inline"]
+           "--wait-lock", str(START_TIMEOUT), "--ready-fd", str(ready_write), "--one-client"]
     if root is not None:
         cmd += ["--root", str(root)]
     if config is not None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 PROG = "pybuildkitd"
 log = logging.getLogger(PROG)
 MAX_MESSAGE = 64 << 20
+GC_DELAY = 1.0  # seconds after a build (and with none running) before its GC runs
 GC_INTERVAL = 3600.0
 #: how long a stopping daemon waits for cancelled builds to remove their containers and mounts
 STOP_CLEANUP_TIMEOUT = 60.0
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait this long for another daemon to release the root (daemonless runs)")
     # for pybuildctl --daemonless: a daemon of one client and one build
     p.add_argument("--ready-fd", type=int, default=-1, help=argparse.SUPPRESS)  # a line there once serving
-    p.add_argument("--frontend-inline", action="store_true", help=argparse.SUPPRESS)  # no fork server to start
+    # one client and its build: the Dockerfile frontend inline (no fork server to start; its
+    # interpreter lock slows nobody else's build), no start-up notes after serving
+    p.add_argument("--one-client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--version", action="version", version=f"{PROG} v0.2.0")
     return p
 
@@ -174,8 +177,8 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     await asyncio.to_thread(_private_binfmt, args)
     cgroup_parent = await _delegated_cgroup(args)
     building = asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
-                                 isolate_frontend=not args.frontend_inline)
-    if args.frontend_inline:  # one client's daemon: its frontend's interpreter lock slows nobody else's build
+                                 isolate_frontend=not args.one_client)
+    if args.one_client:
         builder = await building
     else:
         from pybuildkit.appliance.frontend_process import warm_up
@@ -197,7 +200,15 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     def after_build() -> None:
         if policies and not gc_state["pending"]:
             gc_state["pending"] = True
-            asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(run_gc()))
+            loop.call_later(GC_DELAY, gc_when_idle)
+
+    def gc_when_idle() -> None:
+        """GC measures new layers by walking them, holding the interpreter lock for tens of
+        milliseconds: not while a build runs (a rebuild right after another would pay it)."""
+        if jobs.active():
+            loop.call_later(GC_DELAY, gc_when_idle)
+        else:
+            asyncio.ensure_future(run_gc())
 
     control = ControlService(builder, jobs, sessions=sessions, worker_id=_worker_id(config.root),
                              platforms=lambda: platforms, gc_policies=policies, after_build=after_build)
@@ -261,7 +272,8 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             await run_gc()
 
     timer = asyncio.ensure_future(gc_timer())
-    network_note = asyncio.ensure_future(_say_step_network())  # after ready: pyroute2 takes 0.25 s to load
+    # after ready: pyroute2 takes 0.25 s to load, with the interpreter lock a one-client build needs
+    network_note = None if args.one_client else asyncio.ensure_future(_say_step_network())
     await stop.wait()
     log.info("stopping: cancelling %d running builds", len(jobs.active()))
     if notifier is not None:
