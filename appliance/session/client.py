@@ -260,7 +260,7 @@ class ClientSession:
     async def _fetch_token(self, request: spb.FetchTokenRequest, context: grpc.aio.ServicerContext):
         """Fetch the registry's bearer token here, with our credentials, and hand the daemon only
         the token (as buildctl does): the password never leaves this process."""
-        import httpx
+        from pybuildkit.worker.registry.httpclient import httpx
 
         from pybuildkit.worker.registry.token import TokenError, fetch_token
 

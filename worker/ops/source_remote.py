@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-import httpx
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.scheduler import CacheMap, OpContext
 from pybuildkit.worker.process import run_async
+from pybuildkit.worker.registry.httpclient import httpx
 from pybuildkit.worker.snapshot.store import Snapshot
 
 if TYPE_CHECKING:

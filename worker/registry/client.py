@@ -14,7 +14,6 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import httpx
 
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import Platform
@@ -22,6 +21,7 @@ from pybuildkit.worker.asyncutil import gather_or_cancel
 from pybuildkit.worker.content.store import ContentStore, Descriptor
 from pybuildkit.worker.registry.auth import CredentialProvider, TokenCache, basic_header, parse_challenge
 from pybuildkit.worker.registry.hosts import Endpoint, RegistryHosts
+from pybuildkit.worker.registry.httpclient import httpx
 from pybuildkit.worker.registry.reference import Reference
 from pybuildkit.worker.registry.token import Token, TokenError, fetch_token
 

@@ -35,7 +35,7 @@ class Token:
 
 async def fetch_token(client: httpx.AsyncClient, *, host: str, realm: str, service: str, scopes: Sequence[str],
                       credentials: tuple[str, str] | None) -> Token:
-    import httpx
+    from pybuildkit.worker.registry.httpclient import httpx
 
     params = {"service": service, "scope": [scope for scope in scopes if scope]}  # one scope= each
     headers = {}
