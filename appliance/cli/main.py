@@ -433,8 +433,17 @@ async def _run(args: argparse.Namespace) -> int:
         return await command(args, args.addr)
     from pybuildkit.appliance.client.ephemeral import ephemeral_daemon
 
-    async with ephemeral_daemon(root=args.root, config=args.config, debug=args.debug) as address:
+    async with ephemeral_daemon(root=args.root, config=args.config, debug=args.debug,
+                                meanwhile=_import_client) as address:
         return await command(args, address)
+
+
+def _import_client() -> None:
+    """What a command imports as it dials (grpc, protobuf, the session's services): done while
+    a --daemonless daemon starts instead of after it is ready."""
+    import pybuildkit.appliance.client.control  # noqa: F401
+    import pybuildkit.appliance.client.solve  # noqa: F401
+    import pybuildkit.appliance.session.client  # noqa: F401
 
 
 def _print_error(exc: BuildError) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from pybuildkit.solver.errors import BuildError
+
+if TYPE_CHECKING:  # imported by channel(): the flags and the default address need no grpc
+    import grpc
 
 MAX_MESSAGE = 64 << 20
 
@@ -45,6 +47,8 @@ def _read(path: Path | None, flag: str) -> bytes | None:
 
 
 def channel(address: str, tls: TLSOptions = TLSOptions()) -> grpc.aio.Channel:
+    import grpc
+
     options: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", MAX_MESSAGE),
                                             ("grpc.max_send_message_length", MAX_MESSAGE)]
     scheme, sep, rest = address.partition("://")

@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
@@ -21,8 +21,11 @@ START_TIMEOUT = 600.0  # covers waiting for another daemonless run's lock on the
 
 
 @contextlib.asynccontextmanager
-async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: bool) -> AsyncIterator[str]:
-    """Start pybuildkitd on a private socket; yield its address; stop it afterwards."""
+async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: bool,
+                           meanwhile: Callable[[], object] | None = None) -> AsyncIterator[str]:
+    """Start pybuildkitd on a private socket; yield its address; stop it afterwards.
+    `meanwhile` runs once the daemon is started, before it is waited for (the client's own
+    imports, on the other core while the daemon starts)."""
     rundir = Path(tempfile.mkdtemp(prefix="pybuildctl-"))
     sock = rundir / "buildkitd.sock"
     ready_read, ready_write = os.pipe()  # the daemon writes a line there once it serves
@@ -42,6 +45,8 @@ async def ephemeral_daemon(*, root: Path | None, config: Path | None, debug: boo
     finally:
         os.close(ready_write)
     try:
+        if meanwhile is not None:
+            meanwhile()
         await _wait_ready(proc, ready_read, rundir / "daemon.log")
         try:
             yield f"unix://{sock}"

@@ -1,0 +1,25 @@
+"""Start-up cost guards: what a process imports before it needs it is time on every build
+(each `pybuildctl`, each `--daemonless` daemon). Checked in fresh interpreters."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(m for m, v in sys.modules.items() if v))"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return set(out.split())
+
+
+def test_our_httpx_leaves_its_command_line_tool_unloaded() -> None:
+    loaded = _modules_after("from pybuildkit.worker.registry.httpclient import httpx\nhttpx.AsyncClient")
+    assert "httpx" in loaded and not loaded & {"httpx._main", "click", "rich"}
+
+
+def test_the_client_reads_its_flags_without_grpc() -> None:
+    """A --daemonless build starts its daemon before the client imports grpc, so that the two
+    start-ups overlap."""
+    loaded = _modules_after("from pybuildkit.appliance.cli.main import build_parser\n"
+                            "build_parser().parse_args(['--daemonless', 'build'])")
+    assert "grpc" not in loaded
