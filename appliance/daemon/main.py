@@ -151,6 +151,15 @@ async def _say_step_network() -> None:
         log.info("%s", network.summary())
 
 
+def _preload(frontend_inline: bool) -> None:
+    """What nearly every build imports (the registry client and httpx, and the Dockerfile
+    frontend when it runs inline): at start, beside the worker's own, not in the first build."""
+    import pybuildkit.worker.registry.client  # noqa: F401
+
+    if frontend_inline:
+        import pybuildkit.frontend.dockerfile.builder  # noqa: F401
+
+
 async def _delegated_cgroup(args: argparse.Namespace) -> str | None:
     """The parent for the steps' cgroups, from systemd's delegation; one log line either way.
     Inside rootlesskit the bus is out of reach: the launcher asked before it entered."""
@@ -178,12 +187,14 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     cgroup_parent = await _delegated_cgroup(args)
     building = asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
                                  isolate_frontend=not args.one_client)
+    preloading = asyncio.to_thread(_preload, args.one_client)
     if args.one_client:
-        builder = await building
+        builder, _ = await asyncio.gather(building, preloading)
     else:
         from pybuildkit.appliance.frontend_process import warm_up
 
-        builder, _ = await asyncio.gather(building, asyncio.to_thread(warm_up))  # the fork server starts meanwhile
+        # the fork server starts meanwhile
+        builder, _, _ = await asyncio.gather(building, preloading, asyncio.to_thread(warm_up))
     worker = builder.worker
     platforms = await asyncio.to_thread(_platform_probe, config.root)
     jobs = Jobs()
