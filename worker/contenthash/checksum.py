@@ -86,25 +86,13 @@ class ChecksumCache:
             self._seen.update(seen)
             self._latest.update((key[:2], key) for key in learned)
 
-    def relinked(self, paths: Iterable[str]) -> None:
-        """Each of `paths` got another hardlink: its ctime moved and its content did not, so
-        the digest of its inode's newest key carries over to the new one (same size and
+    def relinked(self, entries: Iterable[tuple[str, int, int]]) -> None:
+        """Each (path, device, inode) got another hardlink: its ctime moved and its content did
+        not, so the digest of its inode's newest key carries over to the new one (same size and
         mtime). The layer and mirror files that local sources and COPY share by hardlinks are
-        then not hashed again."""
-        inodes = []
-        for path in paths:
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            inodes.append((path, st.st_dev, st.st_ino))
-        self.relinked_inodes(inodes)
-
-    def relinked_inodes(self, entries: Iterable[tuple[str, int, int]]) -> None:
-        """`relinked` for (path, device, inode) its caller already knows (COPY's copier stat'ed
-        each file it linked): nothing is looked at now. The digest is carried when the inode
-        is next checksummed under any of its names, after comparing its size and mtime then,
-        or at `carried_over`; 20,000 files linked by a COPY cost no second lstat each."""
+        then not hashed again. Nothing is looked at now (COPY's copier stat'ed each file it
+        linked): the digest carries when the inode is next checksummed under any of its names,
+        after comparing its size and mtime then, or at `carried_over`."""
         with self._lock:
             if len(self._relinked) > self._max:
                 self._relinked.clear()
@@ -147,7 +135,7 @@ class ChecksumCache:
         prefix = os.fspath(root).rstrip("/") + "/"
         with self._lock:
             entries = [(p, key[0], key[1]) for p, key in self._seen.items() if p.startswith(prefix)]
-        self.relinked_inodes(entries)
+        self.relinked(entries)
 
     def _file_digest(self, path: str, st: os.stat_result) -> str:
         key = _file_key(st)

@@ -84,7 +84,7 @@ class FileOp:
 
             try:
                 outputs = run_file_actions(self.op.file, views, new_dir, linkable=frozenset(by_path),
-                                           linked=self.worker.checksums.relinked_inodes)
+                                           linked=self.worker.checksums.relinked)
                 results: list[Snapshot] = []
                 for index in sorted(outputs):
                     path = outputs[index]

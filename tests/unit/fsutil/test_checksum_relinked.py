@@ -11,6 +11,12 @@ from pathlib import Path
 from pybuildkit.worker.contenthash.checksum import ChecksumCache
 
 
+def _linked(path: Path | str) -> list[tuple[str, int, int]]:
+    """What COPY's copier hands over for a file it linked: (path, device, inode)."""
+    st = os.lstat(path)
+    return [(str(path), st.st_dev, st.st_ino)]
+
+
 def _tree(root: Path) -> Path:
     (root / "d").mkdir(parents=True)
     (root / "d" / "f").write_bytes(b"content")
@@ -23,7 +29,7 @@ def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> Non
     before = cache.checksum(root, "/")
     cache.fresh()
     os.link(root / "d" / "f", tmp_path / "elsewhere")
-    cache.relinked([f"{root}/d/f"])
+    cache.relinked(_linked(f"{root}/d/f"))
     assert cache.checksum(root, "/") == before
     assert cache.fresh() == {}  # nothing hashed; the carried entry waits for carried_over()
 
@@ -44,7 +50,7 @@ def test_a_rewritten_file_keeps_no_digest(tmp_path: Path) -> None:
     cache = ChecksumCache()
     before = cache.checksum(root, "/")
     (root / "d" / "f").write_bytes(b"another")
-    cache.relinked([f"{root}/d/f"])
+    cache.relinked(_linked(f"{root}/d/f"))
     assert cache.checksum(root, "/") != before
 
 
@@ -66,7 +72,7 @@ def test_a_link_made_from_another_path_carries_the_digest_too(tmp_path: Path) ->
     copy = tmp_path / "copy"
     copy.mkdir()
     os.link(root / "d" / "f", copy / "f")  # as COPY links a snapshot's file the walk never saw
-    cache.relinked([f"{copy}/f"])
+    cache.relinked(_linked(f"{copy}/f"))
     assert cache.checksum(root, "/") == before
     assert cache.fresh() == {}
 
@@ -76,34 +82,19 @@ def test_carried_digests_are_handed_over_once_for_persisting(tmp_path: Path) -> 
     cache = ChecksumCache()
     cache.checksum(root, "/")
     os.link(root / "d" / "f", tmp_path / "elsewhere")
-    cache.relinked([f"{root}/d/f"])
+    cache.relinked(_linked(f"{root}/d/f"))
     st = os.lstat(root / "d" / "f")
     assert cache.carried_over() == {(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
                                     hashlib.sha256(b"content").hexdigest()}
     assert cache.carried_over() == {}
 
 
-def test_links_named_by_inode_carry_when_next_looked_up(tmp_path: Path) -> None:
-    """COPY's copier names each file it linked with the device and inode it stat'ed before:
-    no second lstat now; the digest carries when the inode is next checksummed."""
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
-    cache.fresh()
-    st = os.lstat(root / "d" / "f")
-    os.link(root / "d" / "f", tmp_path / "layer-f")
-    cache.relinked_inodes([(str(tmp_path / "layer-f"), st.st_dev, st.st_ino)])
-    assert cache.checksum(root, "/") == before
-    assert cache.fresh() == {}
-
-
 def test_links_never_looked_up_again_are_carried_at_close(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t")
     cache = ChecksumCache()
     cache.checksum(root, "/")
-    st = os.lstat(root / "d" / "f")
     os.link(root / "d" / "f", tmp_path / "layer-f")
-    cache.relinked_inodes([(str(tmp_path / "layer-f"), st.st_dev, st.st_ino)])
+    cache.relinked(_linked(tmp_path / "layer-f"))
     now = os.lstat(root / "d" / "f")
     assert cache.carried_over() == {(now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns):
                                     hashlib.sha256(b"content").hexdigest()}
@@ -113,7 +104,6 @@ def test_a_linked_inode_rewritten_before_its_lookup_is_hashed_again(tmp_path: Pa
     root = _tree(tmp_path / "t")
     cache = ChecksumCache()
     before = cache.checksum(root, "/")
-    st = os.lstat(root / "d" / "f")
-    cache.relinked_inodes([(str(root / "d" / "f"), st.st_dev, st.st_ino)])
+    cache.relinked(_linked(root / "d" / "f"))
     (root / "d" / "f").write_bytes(b"another")  # the same size; a new mtime
     assert cache.checksum(root, "/") != before
