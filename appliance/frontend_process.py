@@ -235,7 +235,8 @@ def _fork_spare(control: socket.socket) -> socket.socket:
 def _rehearse(*, freeze: bool = True) -> None:
     """One small conversion in the server, so the modules the frontend imports as it goes are
     imported once here instead of in every child; then the heap is frozen, so the children's
-    garbage collections do not touch (and copy) the server's pages."""
+    garbage collections do not touch (and copy) the server's pages. A spare child rehearses
+    too, unfrozen: to copy the pages a conversion writes before its build comes."""
     import gc
 
     from pybuildkit.frontend.dockerfile.builder import FrontendInputs, build

@@ -292,7 +292,7 @@ def _clean_rel(rel: str) -> str:
 
 
 async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None = None,
-                       known: frozenset[bytes] | None = None) -> ReceiveStats:
+                       known: ListingEntries | None = None) -> ReceiveStats:
     """Receiver role: make `dest` mirror the sender's listing, fetching only changed files.
 
     `known`: the `entries` of the listing `dest` was last brought to, by its only writer (this
@@ -381,7 +381,7 @@ class _Comparer:
     first, so that no lookup or write follows a link that an earlier listing left where this
     one has a directory."""
 
-    def __init__(self, base: str, owners: bool, known: frozenset[bytes] | None = None) -> None:
+    def __init__(self, base: str, owners: bool, known: ListingEntries | None = None) -> None:
         self.base = base
         self.owners = owners
         self.known = known or frozenset()

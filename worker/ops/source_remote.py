@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.scheduler import CacheMap, OpContext

@@ -14,7 +14,6 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import Platform
 from pybuildkit.worker.asyncutil import gather_or_cancel
