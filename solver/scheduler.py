@@ -126,6 +126,8 @@ class OpContext:
 
 
 class OpImpl(Protocol):
+    """May also have `reused(results)`, called when the results come from the cache instead."""
+
     async def cache_map(self, ctx: OpContext, inputs: Sequence[Result | None]) -> CacheMap: ...
 
     async def execute(self, ctx: OpContext, inputs: Sequence[Result | None]) -> list[Result]: ...
@@ -304,6 +306,8 @@ class Solver:
         if not vertex.ignore_cache:
             cached = self._lookup(base_key, vertex) or imported
             if cached is not None:
+                if (reused := getattr(impl, "reused", None)) is not None:
+                    reused(cached)
                 return _Outcome(base_key, cached, True)
         inputs = [await materialize(i) for i in inputs]
         async with self._limit:

@@ -26,11 +26,13 @@ class LocalSyncRequest:
 
 
 class LocalDirs(Protocol):
-    def sync(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None) -> Any:
+    def sync(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None,
+             known_walk: str = "") -> Any:
         """Make `dest` mirror the client's directory `request.name`, incrementally. May return
         stats with the bytes transferred (`bytes_copied` or `bytes`) for the progress display,
-        `listing_digest`, and the listing's `entries`, which the next sync into an untouched
-        `dest` may be given as `known`."""
+        `listing_digest`, and the listing's `entries` and `walk_digest`, which the next sync
+        into an untouched `dest` may be given as `known` and `known_walk`; `unchanged` says
+        that the client's tree had that walk digest and `dest` was left as it was."""
 
 
 class SecretProvider(Protocol):

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pybuildkit.solver.cachestore import CacheStore
 from pybuildkit.solver.definition import Vertex
@@ -20,12 +19,10 @@ from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.platforms import Platform, host_platform
 from pybuildkit.solver.scheduler import Dep, Job, OpContext
 from pybuildkit.worker.metadata import MetadataStore
+from pybuildkit.worker.mirrorstate import MirrorState, save_states
 from pybuildkit.worker.providers import LocalSyncRequest
 from pybuildkit.worker.recovery import recover, unmount_under
 from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
-
-if TYPE_CHECKING:
-    from pybuildkit.worker.ops.source_local import MirrorState
 
 
 #: how long an image reference stays resolved: one build reads it many times, the next one
@@ -104,6 +101,7 @@ class Worker:
         return [f"removed {reaped.summary()}"] * (not reaped.empty) + notes
 
     def close(self) -> None:
+        save_states(self.mirror_sums)
         self.meta.save_file_digests({**self.checksums.fresh(), **self.checksums.carried_over()})
         self.snapshots.close()
         self.cache.close()

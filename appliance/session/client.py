@@ -170,7 +170,8 @@ class ClientSession:
                                                            f"(pass --local {name}=DIR)")
         opts = WalkOptions(tuple(meta.get(svc.KEY_INCLUDE, [])), tuple(meta.get(svc.KEY_EXCLUDE, [])),
                            tuple(meta.get(svc.KEY_FOLLOW, [])))
-        await send_tree(root, opts, PacketStream(context.read, context.write, batched=batched))
+        known_walk = (meta.get(svc.KEY_KNOWN_WALK) or [""])[0] if batched else ""
+        await send_tree(root, opts, PacketStream(context.read, context.write, batched=batched), known_walk=known_walk)
 
     async def _filesend(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, *,
                         batched: bool = False) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 import stat as st
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from pybuildkit.appliance.session.packets import PacketStream
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
 from pybuildkit.solver.errors import BuildError
-from pybuildkit.worker.fsutil.walk import WalkOptions, walk
+from pybuildkit.worker.fsutil.walk import Entry, WalkOptions, walk
 
 Packet = fpb.Packet
 DATA_CHUNK = 32 << 10  # what upstream's fsutil sends a DATA packet: what an upstream receiver expects
@@ -86,14 +86,38 @@ class TransferError(BuildError):
 # ------------------------------------------------------------------------------- sender
 
 
-def list_tree(root: Path, opts: WalkOptions, files: dict[int, str]) -> Iterator[list[fpb.Packet]]:
-    """The STAT packets of `root`'s listing, LIST_CHUNK at a time, filling `files` with the
+def walk_digest(opts: WalkOptions, entries: Iterable[Entry]) -> str:
+    """A digest of a walked tree as lstat saw it: each entry's path, type, mode, owner, size,
+    mtime, inode and link count, and the filters. Equal digests mean an equal listing (a link
+    retargeted or a file replaced is a new inode), so a receiver that offers the digest of
+    the tree its mirror holds is answered without a listing. Cheaper than the STATs: no
+    readlink and no protobuf."""
+    summed = hashlib.sha256(repr((opts.include_patterns, opts.exclude_patterns, opts.follow_paths)).encode())
+    _sum_entries(summed, entries)
+    return "sha256:" + summed.hexdigest()
+
+
+def _sum_entries(summed: Any, entries: Iterable[Entry]) -> None:
+    summed.update("".join([
+        f"{e.rel}\0{s.st_mode}\0{s.st_uid}\0{s.st_gid}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ino}\0{s.st_nlink}\0{s.st_rdev}\n"
+        for e in entries for s in (e.stat,)]).encode(errors="surrogateescape"))
+
+
+def list_tree(root: Path, opts: WalkOptions, files: dict[int, str], summed: Any = None) -> Iterator[list[fpb.Packet]]:
+    """The STAT packets of `root`'s listing; see stat_packets."""
+    return stat_packets(walk(root, opts), files, summed)
+
+
+def stat_packets(entries: Iterable[Entry], files: dict[int, str], summed: Any = None) -> Iterator[list[fpb.Packet]]:
+    """The STAT packets of walked entries, LIST_CHUNK at a time, filling `files` with the
     file to send for each requestable id (built in the walk's thread, field by field: the
-    cheapest way to make 20,000 of them)."""
+    cheapest way to make 20,000 of them). `summed`, a sha256 begun by walk_digest's rule,
+    takes in the entries on the way."""
     packets: list[fpb.Packet] = []
+    listed: list[Entry] = []
     count = 0
     first_link: dict[tuple[int, int], str] = {}
-    for entry in walk(root, opts):
+    for entry in entries:
         s = entry.stat
         if st.S_ISSOCK(s.st_mode):
             continue
@@ -120,22 +144,45 @@ def list_tree(root: Path, opts: WalkOptions, files: dict[int, str]) -> Iterator[
             item.devmajor, item.devminor = os.major(s.st_rdev), os.minor(s.st_rdev)
         packets.append(packet)
         count += 1
+        if summed is not None:
+            listed.append(entry)
         if len(packets) == LIST_CHUNK:
+            if summed is not None:
+                _sum_entries(summed, listed)
+                listed = []
             yield packets
             packets = []
+    if summed is not None:
+        _sum_entries(summed, listed)
     yield packets
 
 
-async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream) -> dict[int, str]:
+async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream,
+                        known_walk: str = "") -> dict[int, str] | None:
     """STAT packets out while the walk goes on in a thread: the receiver compares the first
-    thousands of entries while the last are still being listed."""
+    thousands of entries while the last are still being listed. Between pybuildkit ends the
+    walk's digest ends the listing; when the receiver offered one (`known_walk`), the walk
+    comes first and an equal digest is all that is sent (None is returned: no file can be
+    asked for)."""
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[list[fpb.Packet] | BaseException | None] = asyncio.Queue()
     files: dict[int, str] = {}
+    summed = hashlib.sha256(repr((opts.include_patterns, opts.exclude_patterns, opts.follow_paths)).encode()) \
+        if stream.batched else None
+    entries: Iterable[Entry] | None = None
+    if known_walk and summed is not None:
+        entries = await asyncio.to_thread(lambda: list(walk(root, opts)))
+        digest = walk_digest(opts, entries)
+        if digest == known_walk:
+            await stream.send_unchanged(digest)
+            return None
+        summed = None
+        stream.end_listing_with(digest)
 
     def produce() -> None:
         try:
-            for chunk in list_tree(root, opts, files):
+            listing = stat_packets(entries, files) if entries is not None else list_tree(root, opts, files, summed)
+            for chunk in listing:
                 loop.call_soon_threadsafe(chunks.put_nowait, chunk)
             loop.call_soon_threadsafe(chunks.put_nowait, None)
         except BaseException as exc:  # handed to the loop, raised there
@@ -151,13 +198,18 @@ async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream) -> 
             await stream.flush()
     finally:
         await walking
+    if summed is not None:
+        stream.end_listing_with("sha256:" + summed.hexdigest())
     return files
 
 
-async def send_tree(root: Path, opts: WalkOptions, stream: PacketStream) -> int:
-    """Sender role; returns the number of bytes sent."""
-    files = await _send_listing(root, opts, stream)
-    await stream.send(Packet(type=Packet.PACKET_STAT))
+async def send_tree(root: Path, opts: WalkOptions, stream: PacketStream, *, known_walk: str = "") -> int:
+    """Sender role; returns the number of bytes sent. `known_walk`: the walk digest of the
+    tree the receiver holds, which it offered (batched streams only)."""
+    listed = await _send_listing(root, opts, stream, known_walk)
+    files = listed or {}
+    if listed is not None:
+        await stream.send(Packet(type=Packet.PACKET_STAT))
     sent = 0
     while True:
         packet = await stream.recv()
@@ -265,6 +317,11 @@ class ReceiveStats:
     file_digests: dict[str, str] = field(default_factory=dict)
     #: the listing's entries (each STAT serialized): what the owner passes as `known` next time
     entries: ListingEntries = frozenset()
+    #: the sender's digest of the tree it walked (walk_digest; pybuildkit senders only): what
+    #: the owner passes as `known_walk` next time, with `entries`
+    walk_digest: str = ""
+    #: the sender's tree was the one offered as `known_walk`: nothing was listed or changed
+    unchanged: bool = False
 
 
 def _unchanged(item: fpb.Stat, target: str, owners: bool, cur: os.stat_result) -> bool:
@@ -292,13 +349,15 @@ def _clean_rel(rel: str) -> str:
 
 
 async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None = None,
-                       known: ListingEntries | None = None) -> ReceiveStats:
+                       known: ListingEntries | None = None, known_walk: str = "") -> ReceiveStats:
     """Receiver role: make `dest` mirror the sender's listing, fetching only changed files.
 
     `known`: the `entries` of the listing `dest` was last brought to, by its only writer (this
     function), if nothing has touched it since. Entries in it are unchanged without looking at
     the disk, and the same listing again leaves `dest` alone: a no-op rebuild of a large
-    context costs no lstat and no metadata pass over the mirror."""
+    context costs no lstat and no metadata pass over the mirror. `known_walk`: that
+    transfer's `walk_digest`, offered to the sender (by the caller, in the call's metadata);
+    a sender whose tree has it answers `unchanged`, and `dest` is left as it is."""
     owners = os.geteuid() == 0 if owners is None else owners
     dest.mkdir(parents=True, exist_ok=True)
     base = os.fspath(dest)
@@ -335,7 +394,14 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
         finally:
             if worker is not None:
                 worker.shutdown(wait=False)
-    stats = ReceiveStats(listed=len(listing), listing_digest=comparer.digest(), entries=frozenset(comparer.entries))
+    if stream.unchanged:
+        if listing or not known_walk or stream.walk_digest != known_walk:
+            raise TransferError("the sender called its tree unchanged, but not the one this side offered")
+        await stream.send(Packet(type=Packet.PACKET_FIN))
+        await stream.flush()
+        return ReceiveStats(unchanged=True, walk_digest=known_walk)
+    stats = ReceiveStats(listed=len(listing), listing_digest=comparer.digest(), entries=frozenset(comparer.entries),
+                         walk_digest=stream.walk_digest)
     wanted = comparer.wanted
     stats.requested_paths = [rel for _, rel in wanted.values()]
     for ident in wanted:

@@ -98,19 +98,25 @@ class Session:
             raise RuntimeError("a session call was made from the event loop thread; run it in a thread")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def diffcopy(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None):
-        """`known`: the entries of the listing `dest` last received (see receive_tree)."""
+    async def diffcopy(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None,
+                       known_walk: str = ""):
+        """`known`, `known_walk`: the entries and walk digest of the listing `dest` last
+        received (see receive_tree)."""
         self._require(svc.FILESYNC_DIFFCOPY, "local files")
         metadata = [(svc.KEY_DIR_NAME, request.name)]
         metadata += [(svc.KEY_INCLUDE, p) for p in request.include_patterns]
         metadata += [(svc.KEY_EXCLUDE, p) for p in request.exclude_patterns]
         metadata += [(svc.KEY_FOLLOW, p) for p in request.follow_paths]
         method, batched = method_for(svc.FILESYNC_DIFFCOPY, self.supports)
+        if batched and known_walk:
+            metadata.append((svc.KEY_KNOWN_WALK, known_walk))
+        else:
+            known_walk = ""
         call = self.channel.stream_stream(method, request_serializer=serialize,
                                           response_deserializer=message_type(batched).FromString)(metadata=metadata)
         stream = PacketStream(call.read, call.write, batched=batched)
         try:
-            stats = await receive_tree(dest, stream, known=known)
+            stats = await receive_tree(dest, stream, known=known, known_walk=known_walk)
         except grpc.aio.AioRpcError as exc:
             call.cancel()
             raise SessionError(f"transferring local directory {request.name!r} from the client failed: "
@@ -295,8 +301,9 @@ class SessionLocals:
         self.session = session
         self.shared_key = session.shared_key
 
-    def sync(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None):
-        return self.session._blocking(self.session.diffcopy(request, dest, known))
+    def sync(self, request: LocalSyncRequest, dest: Path, known: frozenset[bytes] | None = None,
+             known_walk: str = ""):
+        return self.session._blocking(self.session.diffcopy(request, dest, known, known_walk))
 
 
 class SessionOCIStores:

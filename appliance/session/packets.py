@@ -44,6 +44,10 @@ class PacketStream:
         self._outbox: list[fpb.Packet] = []
         self._outbox_bytes = 0
         self._ended = False
+        self._walk_digest = ""  # to go with the next batch sent
+        #: what the other side's batches said of its tree (PacketBatch.walk_digest, .unchanged)
+        self.walk_digest = ""
+        self.unchanged = False
 
     async def send(self, packet: fpb.Packet) -> None:
         if not self.batched:
@@ -59,9 +63,18 @@ class PacketStream:
 
     async def flush(self) -> None:
         if self._outbox:
-            batch = bpb.PacketBatch(packets=self._outbox)
-            self._outbox, self._outbox_bytes = [], 0
+            batch = bpb.PacketBatch(packets=self._outbox, walk_digest=self._walk_digest)
+            self._outbox, self._outbox_bytes, self._walk_digest = [], 0, ""
             await self._write(batch)
+
+    def end_listing_with(self, walk_digest: str) -> None:
+        """Let the next batch sent say the digest of the walk (fsutilwire.walk_digest)."""
+        self._walk_digest = walk_digest
+
+    async def send_unchanged(self, walk_digest: str) -> None:
+        """Tell the receiver that the tree is the one it offered: one batch instead of a listing."""
+        await self.flush()
+        await self._write(bpb.PacketBatch(walk_digest=walk_digest, unchanged=True))
 
     def peek(self) -> fpb.Packet | None:
         """The packet `recv` would return without waiting, if one is buffered (batched streams)."""
@@ -82,6 +95,11 @@ class PacketStream:
             if not self.batched:
                 return message
             self._inbox.extend(message.packets)
+            if message.walk_digest:
+                self.walk_digest = message.walk_digest
+            if message.unchanged:
+                self.unchanged = True
+                self._inbox.append(fpb.Packet(type=fpb.Packet.PACKET_STAT))  # ends the (empty) listing
         return self._inbox.popleft()
 
 

@@ -24,6 +24,8 @@ KEY_DIR_NAME = "dir-name"
 KEY_INCLUDE = "include-patterns"
 KEY_EXCLUDE = "exclude-patterns"
 KEY_FOLLOW = "followpaths"
+#: on the batched FileSync twin only: the walk digest of the tree the daemon's mirror holds
+KEY_KNOWN_WALK = "pbk-known-walk"
 KEY_EXPORTER_ID = "buildkit-attachable-exporter-id"
 EXPORTER_MD_PREFIX = "exporter-md-"
 KEY_SSH_ID = "buildkit.ssh.id"

@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +14,7 @@ from pybuildkit.solver.errors import BuildError
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.solver.progress import StatusEvent, now_ns
 from pybuildkit.solver.scheduler import CacheMap, OpContext
+from pybuildkit.worker.mirrorstate import MirrorState, remember, take_saved
 from pybuildkit.worker.providers import LocalSyncRequest
 from pybuildkit.worker.snapshot.store import Snapshot
 
@@ -30,28 +31,6 @@ def _patterns(attrs, key: str) -> tuple[str, ...]:
     except json.JSONDecodeError as exc:
         raise BuildError(f"invalid {key} attribute: {exc}") from exc
     return tuple(value or ())
-
-
-#: mirrors whose last listing is kept in memory (some MB for a context of 20,000 files)
-LISTINGS_KEPT = 8
-
-
-@dataclass(frozen=True)
-class MirrorState:
-    """What a mirror was brought to by its last sync in this daemon: that listing's digest and
-    entries (given to the next sync as `known`) and the checksum taken of the result."""
-    listing: str
-    checksum: str
-    entries: frozenset[bytes] | None = None
-
-
-def remember(states: dict[Path, MirrorState], mirror: Path, state: MirrorState) -> None:
-    """Record `state` as the newest; the oldest mirrors beyond LISTINGS_KEPT keep no entries."""
-    states.pop(mirror, None)
-    states[mirror] = state
-    with_entries = [m for m, s in states.items() if s.entries is not None]
-    for old in with_entries[:-LISTINGS_KEPT]:
-        states[old] = replace(states[old], entries=None)
 
 
 def _same_root(a: Path, b: Path) -> bool:
@@ -90,13 +69,19 @@ class LocalSource:
             status = StatusEvent(id=f"transferring {self.name}", vertex=ctx.vertex.digest,
                                  name=f"transferring {self.name}:", started=started, timestamp=started)
             ctx.job.progress.status(replace(status))  # a copy: queued events must not change later
-            kept = self.worker.mirror_sums.pop(mirror, None)  # a sync that fails leaves none
+            saved = take_saved(mirror)  # off the disk before the mirror may change
+            kept = self.worker.mirror_sums.pop(mirror, None) or saved  # a sync that fails leaves none
             stats = await asyncio.to_thread(providers.locals.sync, self.request, mirror,
-                                            kept.entries if kept is not None else None)
+                                            kept.entries if kept is not None else None,
+                                            kept.walk if kept is not None else "")
             status.current = int(getattr(stats, "bytes_copied", None) or getattr(stats, "bytes", None) or 0)
             status.completed = status.timestamp = now_ns()
             ctx.job.progress.status(status)
             listing = getattr(stats, "listing_digest", "")
+            if kept is not None and getattr(stats, "unchanged", False):
+                self.checksum = kept.checksum  # the client's walk is the one the mirror was synced to
+                remember(self.worker.mirror_sums, mirror, kept)
+                return self._cache_map()
             if listing and not getattr(stats, "requested", 1) and kept is not None and kept.listing == listing:
                 self.checksum = kept.checksum  # the same listing and nothing fetched: the same tree
             else:
@@ -105,11 +90,24 @@ class LocalSource:
                 self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
                 await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
             remember(self.worker.mirror_sums, mirror,
-                     MirrorState(listing, self.checksum, getattr(stats, "entries", None) or None))
+                     MirrorState(listing, self.checksum, getattr(stats, "entries", None) or None,
+                                 getattr(stats, "walk_digest", "")))
+        return self._cache_map()
+
+    def _cache_map(self) -> CacheMap:
         digest = "sha256:" + hashlib.sha256(
             json.dumps(["local", self.checksum, self.request.include_patterns,
                         self.request.exclude_patterns, self.request.follow_paths]).encode()).hexdigest()
         return CacheMap(digest)
+
+    def reused(self, results: Sequence[object]) -> None:
+        """A cached result of this source holds the tree whose checksum its key was made of:
+        what content_checksum would walk 20,000 files to find again in a fresh daemon."""
+        snap = results[0] if results else None
+        if self.checksum and isinstance(snap, Snapshot) and snap.layers:
+            mirror = self.worker.local_mirror(self.shared_key, self.request)
+            if _same_root(mirror, self.worker.snapshots.layer_path(snap.layers[-1])):
+                self.worker.same_tree_as(snap, self.checksum)
 
     async def execute(self, ctx: OpContext, inputs: Sequence[object]) -> list[Snapshot]:
         mirror = self.worker.local_mirror(self.shared_key or self._mirror_key(ctx.job.providers), self.request)

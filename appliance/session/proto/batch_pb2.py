@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fsutil__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x62\x61tch.proto\x12\x16pybuildkit.filesync.v1\x1a\x0c\x66sutil.proto\"4\n\x0bPacketBatch\x12%\n\x07packets\x18\x01 \x03(\x0b\x32\x14.fsutil.types.Packetb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x62\x61tch.proto\x12\x16pybuildkit.filesync.v1\x1a\x0c\x66sutil.proto\"\\\n\x0bPacketBatch\x12%\n\x07packets\x18\x01 \x03(\x0b\x32\x14.fsutil.types.Packet\x12\x13\n\x0bwalk_digest\x18\x02 \x01(\t\x12\x11\n\tunchanged\x18\x03 \x01(\x08\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'batch_pb2', globals())
@@ -22,5 +22,5 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   _PACKETBATCH._serialized_start=53
-  _PACKETBATCH._serialized_end=105
+  _PACKETBATCH._serialized_end=145
 # @@protoc_insertion_point(module_scope)

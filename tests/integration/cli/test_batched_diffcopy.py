@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from pybuildkit.appliance.session.fsutilwire import ReceiveStats, receive_tree, send_tree
+from pybuildkit.appliance.session.fsutilwire import ReceiveStats, TransferError, receive_tree, send_tree
 from pybuildkit.appliance.session.packets import PacketStream, message_type, serialize
 from pybuildkit.worker.fsutil.walk import WalkOptions
 
@@ -46,9 +46,11 @@ def _snapshot(root: Path) -> dict[str, tuple[int, bytes | str, int]]:
 
 
 async def _transfer(src: Path, dest: Path, batched: bool, sock: Path,
-                    known: frozenset[bytes] | None = None) -> tuple[ReceiveStats, int]:
+                    known: frozenset[bytes] | None = None, known_walk: str = "",
+                    offered: str | None = None) -> tuple[ReceiveStats, int]:
     """Serve `src` with send_tree, receive it into `dest`; returns the stats and the number of
-    gRPC messages the sender wrote."""
+    gRPC messages the sender wrote. The receiver offers `known_walk`; the sender is told
+    `offered` (the same unless a test makes them differ)."""
     written = 0
 
     async def serve(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
@@ -57,7 +59,8 @@ async def _transfer(src: Path, dest: Path, batched: bool, sock: Path,
             written += 1
             await context.write(message)
 
-        await send_tree(src, WalkOptions(), PacketStream(context.read, write, batched=batched))
+        await send_tree(src, WalkOptions(), PacketStream(context.read, write, batched=batched),
+                        known_walk=known_walk if offered is None else offered)
 
     kind = message_type(batched)
     handler = grpc.stream_stream_rpc_method_handler(serve, request_deserializer=kind.FromString,
@@ -71,7 +74,7 @@ async def _transfer(src: Path, dest: Path, batched: bool, sock: Path,
             call = channel.stream_stream("/t.FileSync/DiffCopy", request_serializer=serialize,
                                          response_deserializer=kind.FromString)()
             stream = PacketStream(call.read, call.write, batched=batched)
-            stats = await receive_tree(dest, stream, known=known)
+            stats = await receive_tree(dest, stream, known=known, known_walk=known_walk)
             assert await stream.recv() is not None  # the sender's FIN
             await call.done_writing()
             assert await call.code() == grpc.StatusCode.OK
@@ -160,3 +163,51 @@ def test_with_a_known_listing_changes_still_arrive_and_removals_go(source: Path,
     again, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", known=first.entries))
     assert sorted(again.requested_paths) == ["d3/f3.txt", "d5/new.txt"]
     assert _snapshot(dest) == _snapshot(source)
+
+
+def test_a_tree_whose_walk_the_receiver_offers_is_answered_unchanged_in_one_message(source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    first, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    assert first.walk_digest.startswith("sha256:")
+    again, written = asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", known_walk=first.walk_digest))
+    assert again.unchanged and again.listed == 0 and again.requested == 0
+    assert written == 2  # the unchanged batch and the answering FIN
+    assert _snapshot(dest) == _snapshot(source)
+
+
+def test_a_changed_tree_is_listed_in_full_despite_the_offer(source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    first, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    (source / "d4" / "f4.txt").write_bytes(b"changed\n")
+    again, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", known_walk=first.walk_digest))
+    assert not again.unchanged
+    assert again.requested_paths == ["d4/f4.txt"]
+    assert again.walk_digest.startswith("sha256:") and again.walk_digest != first.walk_digest
+    assert _snapshot(dest) == _snapshot(source)
+
+
+def test_a_file_replaced_by_another_with_the_same_size_and_time_changes_the_walk(source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    first, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    target = source / "d5" / "f5.txt"
+    before = target.stat()
+    replacement = source / "replacement"
+    replacement.write_bytes(b"x" * before.st_size)
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(replacement, target)  # a new inode with the old file's size and mtime
+    again, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", known_walk=first.walk_digest))
+    assert not again.unchanged
+
+
+def test_an_unchanged_answer_the_receiver_did_not_offer_is_refused(source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    first, _ = asyncio.run(_transfer(source, dest, True, tmp_path / "a.sock"))
+    (dest / "kept").write_bytes(b"mine\n")
+    with pytest.raises(TransferError, match="unchanged"):
+        asyncio.run(_transfer(source, dest, True, tmp_path / "b.sock", offered=first.walk_digest))
+    assert (dest / "kept").read_bytes() == b"mine\n"  # nothing applied
+
+
+def test_upstreams_one_packet_stream_carries_no_walk_digest(source: Path, tmp_path: Path) -> None:
+    stats, _ = asyncio.run(_transfer(source, tmp_path / "plain", False, tmp_path / "a.sock"))
+    assert stats.walk_digest == "" and not stats.unchanged
