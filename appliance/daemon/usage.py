@@ -6,7 +6,6 @@ the same layer. Layers are immutable, so their sizes are computed once and remem
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
+from pybuildkit.worker import process
 from pybuildkit.worker.snapshot.store import Snapshot
 from pybuildkit.worker.worker import Worker
 
@@ -65,24 +65,24 @@ def default_policies(root: Path) -> list[Policy]:
     ]
 
 
-def _tree_size(path: Path) -> int:
-    total = 0
-    stack = [str(path)]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return total
+#: layers measured by one `du`
+DU_BATCH = 256
+
+
+def _tree_sizes(paths: Sequence[Path]) -> dict[Path, int]:
+    """What each tree takes on disk, by `du` (blocks, hardlinks counted in every tree that has
+    them). A subprocess, not a walk in Python: GC measures a 20,000-file layer after a build,
+    and a walk would hold the interpreter lock for ~0.2 s inside the next build."""
+    sizes: dict[Path, int] = {}
+    for start in range(0, len(paths), DU_BATCH):
+        batch = paths[start:start + DU_BATCH]
+        proc = process.run(["du", "-s", "-l", "-B1", "-x", "--", *map(str, batch)], check=False)
+        by_name = {str(p): p for p in batch}
+        for line in proc.stdout.decode(errors="surrogateescape").splitlines():
+            size, _, name = line.partition("\t")
+            if name in by_name and size.isdigit():
+                sizes[by_name[name]] = int(size)
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -131,10 +131,18 @@ class Usage:
         self._layer_sizes: dict[str, int] = {}
 
     def layer_size(self, layer_id: str) -> int:
-        size = self._layer_sizes.get(layer_id)
-        if size is None:
-            size = self._layer_sizes[layer_id] = _tree_size(self.worker.snapshots.layer_path(layer_id))
-        return size
+        if layer_id not in self._layer_sizes:
+            self._measure([layer_id])
+        return self._layer_sizes.get(layer_id, 0)
+
+    def _measure(self, layer_ids: Iterable[str]) -> None:
+        paths = {self.worker.snapshots.layer_path(layer): layer for layer in layer_ids}
+        if not paths:
+            return
+        sizes = _tree_sizes(list(paths))
+        for path, layer in paths.items():
+            if path in sizes:  # a layer du could not read is measured again next time
+                self._layer_sizes[layer] = sizes[path]
 
     def records(self, *, busy_since: float | None = None) -> list[UsageInfo]:
         """`busy_since`: records used after this time may belong to a running build."""
@@ -143,6 +151,7 @@ class Usage:
         for snap, _c, _u in rows:
             for layer in snap.layers:
                 users[layer] = users.get(layer, 0) + 1
+        self._measure({snap.top for snap, _c, _u in rows if snap.top and snap.top not in self._layer_sizes})
         out = []
         for snap, created, last_used in rows:
             top = snap.top
