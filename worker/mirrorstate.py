@@ -9,18 +9,15 @@ no state that its mirror may have outgrown.
 """
 from __future__ import annotations
 
-import hashlib
-import marshal
-import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pybuildkit.worker.sealedfile import read_sealed, write_sealed
+
 #: mirrors whose last listing is kept in memory (some MB for a context of 20,000 files)
 LISTINGS_KEPT = 8
-#: the file format: marshal's, so the interpreter's version is part of it
-MAGIC = f"pbk-mirror-state 1 py{sys.version_info[0]}.{sys.version_info[1]}\n".encode()
+KIND = "mirror-state 2"
 
 
 @dataclass(frozen=True)
@@ -32,6 +29,9 @@ class MirrorState:
     checksum: str
     entries: frozenset[bytes] | None = None
     walk: str = ""
+    #: the checksum's directory digests (ChecksumCache.keep_tree), in a saved state only: a
+    #: running daemon keeps them in its ChecksumCache
+    tree: dict[str, str] | None = None
 
 
 def remember(states: dict[Path, MirrorState], mirror: Path, state: MirrorState) -> None:
@@ -47,36 +47,19 @@ def state_path(mirror: Path) -> Path:
     return mirror.with_name(mirror.name + ".state")
 
 
-def save_states(states: Mapping[Path, MirrorState]) -> None:
-    """Write each state beside its mirror (atomically: a partial file is never read as one)."""
+def save_states(states: Mapping[Path, MirrorState], trees: Mapping[Path, dict[str, str]] | None = None) -> None:
+    """Write each state beside its mirror, with its directory digests from `trees`."""
     for mirror, state in states.items():
         entries = sorted(state.entries) if state.entries is not None else None
-        payload = marshal.dumps((state.listing, state.checksum, state.walk, entries))
-        path = state_path(mirror)
-        temp = path.with_name(path.name + ".tmp")
-        try:
-            with open(temp, "wb") as out:
-                out.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-            os.replace(temp, path)
-        except OSError:
-            temp.unlink(missing_ok=True)  # a state is only ever a shortcut: the next sync compares
+        tree = (trees or {}).get(mirror, state.tree)
+        write_sealed(state_path(mirror), KIND, (state.listing, state.checksum, state.walk, entries, tree))
 
 
 def take_saved(mirror: Path) -> MirrorState | None:
     """The state a closed daemon saved for `mirror`, removed from the disk as it is read."""
-    path = state_path(mirror)
+    value = read_sealed(state_path(mirror), KIND, remove=True)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        listing, checksum, walk, entries, tree = value
+    except (TypeError, ValueError):
         return None
-    path.unlink(missing_ok=True)
-    if not data.startswith(MAGIC):
-        return None
-    digest, _, payload = data[len(MAGIC):].partition(b"\n")
-    if hashlib.sha256(payload).hexdigest().encode() != digest:
-        return None
-    try:
-        listing, checksum, walk, entries = marshal.loads(payload)
-    except (ValueError, EOFError, TypeError):
-        return None
-    return MirrorState(listing, checksum, frozenset(entries) if entries is not None else None, walk)
+    return MirrorState(listing, checksum, frozenset(entries) if entries is not None else None, walk, tree)

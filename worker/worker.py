@@ -30,6 +30,7 @@ from pybuildkit.worker.snapshot.store import Driver, Snapshot, SnapshotStore
 RESOLVE_TTL = 10.0
 RESOLVED_KEPT = 256  # resolutions kept before the expired ones are dropped
 CONTENT_SUMS_KEPT = 4096  # content_checksum results kept in memory
+CLAIMS_FILE = "link-claims"  # ChecksumCache's pending link claims, from one daemon to the next
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Worker:
     def __init__(self, config: WorkerConfig, *, log: Callable[[str], None] | None = None) -> None:
         from pybuildkit.worker.content.store import ContentStore
         from pybuildkit.worker.contenthash import ChecksumCache
+        from pybuildkit.worker.contenthash.claims import load_claims
         from pybuildkit.worker.executor import Executor
         from pybuildkit.worker.cachemounts import CacheMounts
 
@@ -72,7 +74,7 @@ class Worker:
         self.cache_mounts = CacheMounts(root / "cachemounts")
         self.executor = Executor(root / "executor", binary=config.binary, log=self.log,
                                  cgroup_parent=config.cgroup_parent)
-        self.checksums = ChecksumCache(known=self.meta.file_digests())
+        self.checksums = ChecksumCache(known=self.meta.file_digests(), claims=load_claims(root / CLAIMS_FILE))
         self._content_sums: dict[tuple[object, ...], str] = {}  # content_checksum's memo
         #: local mirror -> what its last sync brought it to (worker/ops/source_local.py)
         self.mirror_sums: dict[Path, MirrorState] = {}
@@ -101,8 +103,12 @@ class Worker:
         return [f"removed {reaped.summary()}"] * (not reaped.empty) + notes
 
     def close(self) -> None:
-        save_states(self.mirror_sums)
+        save_states(self.mirror_sums, {mirror: tree for mirror in self.mirror_sums
+                                       if (tree := self.checksums.kept_tree(mirror)) is not None})
         self.meta.save_file_digests({**self.checksums.fresh(), **self.checksums.carried_over()})
+        from pybuildkit.worker.contenthash.claims import save_claims
+
+        save_claims(self.config.root / CLAIMS_FILE, self.checksums.pending_claims())
         self.snapshots.close()
         self.cache.close()
         self.meta.close()

@@ -322,6 +322,9 @@ class ReceiveStats:
     walk_digest: str = ""
     #: the sender's tree was the one offered as `known_walk`: nothing was listed or changed
     unchanged: bool = False
+    #: with `known`: the relative paths whose entry is new, changed or gone since that listing,
+    #: all that can differ in `dest` (None without `known`)
+    changed_paths: set[str] | None = None
 
 
 def _unchanged(item: fpb.Stat, target: str, owners: bool, cur: os.stat_result) -> bool:
@@ -402,6 +405,8 @@ async def receive_tree(dest: Path, stream: PacketStream, *, owners: bool | None 
         return ReceiveStats(unchanged=True, walk_digest=known_walk)
     stats = ReceiveStats(listed=len(listing), listing_digest=comparer.digest(), entries=frozenset(comparer.entries),
                          walk_digest=stream.walk_digest)
+    if known is not None:
+        stats.changed_paths = {_clean_rel(fpb.Stat.FromString(raw).path) for raw in stats.entries ^ known}
     wanted = comparer.wanted
     stats.requested_paths = [rel for _, rel in wanted.values()]
     for ident in wanted:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat as st_mod
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from pybuildkit.worker.fsutil.patterns import PatternMatcher, glob_in_root, has_
 from pybuildkit.worker.layer.paths import clean_relative, resolve_in_root
 
 _BIG = 1 << 20
+TREES_KEPT = 64  # trees whose directory digests are kept (see keep_tree)
+KEPT_CHANGES = 2048  # more changed paths than this: the kept digests are dropped, not pruned
 
 
 class ChecksumError(BuildError):
@@ -31,6 +34,12 @@ def _header(st: os.stat_result, link: str) -> bytes:
 
 
 FileKey = tuple[int, int, int, int, int]
+#: (the key of an inode before it was hardlinked, time.time_ns() after the link)
+LinkClaim = tuple[FileKey, int]
+
+
+def _tree_key(root: Path | str) -> str:
+    return os.fspath(root).rstrip("/") or "/"
 
 
 def _file_key(st: os.stat_result) -> FileKey:
@@ -45,15 +54,19 @@ class ChecksumCache:
     entry cannot be hit.
     """
 
-    def __init__(self, max_entries: int = 400_000, known: dict[FileKey, str] | None = None) -> None:
+    def __init__(self, max_entries: int = 400_000, known: dict[FileKey, str] | None = None,
+                 claims: Iterable[LinkClaim] = ()) -> None:
+        """`claims`: the `pending_claims()` of an earlier process over the same `known` memo."""
         self._files: dict[FileKey, str] = dict(known or {})
         self._new: dict[FileKey, str] = {}
         self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked_under()
         self._latest: dict[tuple[int, int], FileKey] = {k[:2]: k for k in self._files}  # (dev, ino) -> newest key
         self._carried: dict[tuple[int, int], FileKey] = {}  # relinked keys not yet persisted
-        self._relinked: dict[tuple[int, int], str] = {}  # (dev, ino) -> a path: linked, not looked up since
+        #: (dev, ino) -> (its key before it was linked, when the link was claimed): linked, not looked up since
+        self._relinked: dict[tuple[int, int], LinkClaim] = {claim[0][:2]: claim for claim in claims}
         self._max = max_entries
         self._lock = threading.Lock()
+        self._trees: dict[str, dict[str, str]] = {}  # kept root -> {relative directory: digest}
 
     def fresh(self) -> dict[FileKey, str]:
         with self._lock:
@@ -86,56 +99,114 @@ class ChecksumCache:
             self._seen.update(seen)
             self._latest.update((key[:2], key) for key in learned)
 
-    def relinked(self, entries: Iterable[tuple[str, int, int]]) -> None:
-        """Each (path, device, inode) got another hardlink: its ctime moved and its content did
-        not, so the digest of its inode's newest key carries over to the new one (same size and
-        mtime). The layer and mirror files that local sources and COPY share by hardlinks are
-        then not hashed again. Nothing is looked at now (COPY's copier stat'ed each file it
-        linked): the digest carries when the inode is next checksummed under any of its names,
-        after comparing its size and mtime then, or at `carried_over`."""
+    def kept_tree(self, root: Path) -> dict[str, str] | None:
+        """A copy of the directory digests kept for `root`, to save with its mirror's state."""
         with self._lock:
-            if len(self._relinked) > self._max:
-                self._relinked.clear()
-            self._relinked.update(((dev, ino), path) for path, dev, ino in entries)
+            kept = self._trees.get(_tree_key(root))
+            return dict(kept) if kept is not None else None
+
+    def take_tree(self, root: Path) -> dict[str, str] | None:
+        """The directory digests kept for `root` (see keep_tree), no longer kept: a writer about
+        to change `root` takes them, so that a write that fails half-way leaves none."""
+        with self._lock:
+            return self._trees.pop(_tree_key(root), None)
+
+    def keep_tree(self, root: Path, digests: dict[str, str] | None, changed: Iterable[str] | None) -> None:
+        """Keep the digests of `root`'s directories from one checksum of the whole of it to the
+        next, for a tree whose only writer reports what it changes (a local mirror: its sync
+        compares listings). `digests`: as taken before the writer changed the relative paths
+        `changed`; those paths, what was below them and the directories above them are
+        forgotten. None for either: start afresh. A context with one file changed is then
+        checksummed along that file's path, not over its 20,000 files."""
+        memo = {} if digests is None or changed is None else digests
+        changed = list(changed or ())
+        if len(changed) > KEPT_CHANGES:
+            memo = {}
+        for rel in changed:
+            memo.pop(rel, None)
+            below = rel + "/"
+            for key in [k for k in memo if k.startswith(below)]:
+                del memo[key]
+            while rel:
+                rel = rel.rpartition("/")[0]
+                memo.pop(rel, None)
+        with self._lock:
+            self._trees.pop(_tree_key(root), None)
+            self._trees[_tree_key(root)] = memo
+            for old in list(self._trees)[:-TREES_KEPT]:
+                del self._trees[old]
+
+    def relinked(self, keys: Iterable[FileKey]) -> None:
+        """Each inode, whose key this was just before (COPY's copier stat'ed each file it then
+        linked), got another hardlink: its ctime moved and its content did not, so the digest
+        of its newest known key carries over to its key after the link. The layer and mirror
+        files that local sources and COPY share by hardlinks are then not hashed again. Nothing
+        is looked at now: the digest carries when the inode is next checksummed under any of
+        its names (see _carry)."""
+        claimed = time.time_ns()  # after the links: their ctimes are not later
+        with self._lock:
+            self._bound_claims()
+            for key in keys:
+                ident = key[:2]
+                earlier = self._relinked.get(ident)
+                if earlier is not None and key[2:4] == earlier[0][2:4] and key[4] <= earlier[1]:
+                    self._relinked[ident] = (earlier[0], claimed)  # only linked since the earlier claim
+                elif self._latest.get(ident) == key:
+                    self._relinked[ident] = (key, claimed)
+                else:
+                    self._relinked.pop(ident, None)  # changed since its digest: nothing carries
+
+    def relinked_under(self, root: Path) -> None:
+        """`relinked` for every file checksummed below `root`, a tree that nothing has written
+        since (a local mirror, just hardlinked into its snapshot)."""
+        prefix = os.fspath(root).rstrip("/") + "/"
+        claimed = time.time_ns()
+        with self._lock:
+            self._bound_claims()
+            for path, key in self._seen.items():
+                if not path.startswith(prefix):
+                    continue
+                ident = key[:2]
+                earlier = self._relinked.get(ident)
+                if earlier is not None:
+                    self._relinked[ident] = (earlier[0], claimed)
+                elif (latest := self._latest.get(ident)) is not None:
+                    self._relinked[ident] = (latest, claimed)
+
+    def _bound_claims(self) -> None:
+        if len(self._relinked) > self._max:
+            self._relinked.clear()
 
     def _carry(self, key: FileKey) -> str | None:
-        """Under the lock: the digest of a relinked inode's newest key for its new `key`."""
-        if self._relinked.pop(key[:2], None) is None:
+        """Under the lock: the digest a claimed link carries to the inode's new `key`: only if
+        the inode's newest known key is still the claim's, its size and mtime are the same and
+        its ctime is not later than the claim (an inode changed or reused since is hashed)."""
+        claim = self._relinked.pop(key[:2], None)
+        if claim is None:
             return None
-        old = self._latest.get(key[:2])
-        digest = self._files.get(old) if old is not None else None
-        if old is None or digest is None or old[2:4] != key[2:4]:
-            return None  # rewritten since (or never hashed): no digest carries
+        before, claimed = claim
+        digest = self._files.get(before)
+        if digest is None or self._latest.get(key[:2]) != before or key[2:4] != before[2:4] or key[4] > claimed:
+            return None  # changed (or never hashed) since: no digest carries
         self._files[key] = digest
         self._latest[key[:2]] = key
         self._carried[key[:2]] = key  # persisted at close (carried_over), not with a build's fresh digests
         return digest
 
     def carried_over(self) -> dict[FileKey, str]:
-        """The digests `relinked` carried that are still their inode's newest, for the owner
-        to persist once, when it closes: 20,000 rows at every build cost more than they save,
-        but a daemon that starts again (each --daemonless build) would hash the context again."""
-        with self._lock:
-            waiting = list(self._relinked.items())
-        for (dev, ino), path in waiting:  # relinked, not looked up since: their keys now
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (dev, ino):
-                with self._lock:
-                    self._carry(_file_key(st))
+        """The digests `relinked` carried that are still their inode's newest, for the owner to
+        persist once, when it closes (20,000 rows at every build cost more than they save)."""
         with self._lock:
             keys, self._carried = list(self._carried.values()), {}
             return {key: self._files[key] for key in keys
                     if self._latest.get(key[:2]) == key and key in self._files}
 
-    def relinked_under(self, root: Path) -> None:
-        """`relinked` for every file checksummed below `root` (a tree just hardlinked elsewhere)."""
-        prefix = os.fspath(root).rstrip("/") + "/"
+    def pending_claims(self) -> list[LinkClaim]:
+        """The link claims not looked up yet, for the owner to hand to the next process with
+        the memo: a daemon that starts again (each --daemonless build) would otherwise hash
+        again every file a COPY linked."""
         with self._lock:
-            entries = [(p, key[0], key[1]) for p, key in self._seen.items() if p.startswith(prefix)]
-        self.relinked(entries)
+            return list(self._relinked.values())
 
     def _file_digest(self, path: str, st: os.stat_result) -> str:
         key = _file_key(st)
@@ -165,7 +236,11 @@ class ChecksumCache:
             self._latest[key[:2]] = key
         return digest
 
-    def _node(self, path: str, matcher: PatternMatcher | None, include: PatternMatcher | None, rel: str) -> str:
+    def _node(self, path: str, matcher: PatternMatcher | None, include: PatternMatcher | None, rel: str,
+              dirs: dict[str, str] | None = None) -> str:
+        """`dirs`: the kept directory digests of the tree whose root `rel` is relative to."""
+        if dirs is not None and (kept := dirs.get(rel)) is not None:
+            return kept
         st = os.lstat(path)
         h = hashlib.sha256()
         if st_mod.S_ISLNK(st.st_mode):
@@ -185,7 +260,9 @@ class ChecksumCache:
                         os.path.join(path, name)):
                     continue
                 h.update(name.encode() + b"\0")
-                h.update(self._node(os.path.join(path, name), matcher, include, child_rel).encode())
+                h.update(self._node(os.path.join(path, name), matcher, include, child_rel, dirs).encode())
+            if dirs is not None:
+                dirs[rel] = h.hexdigest()
         else:
             h.update(_header(st, f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"))
         return h.hexdigest()
@@ -208,7 +285,11 @@ class ChecksumCache:
         target = resolve_in_root(root, rel, follow_last=follow_links)
         if not os.path.lexists(target):
             raise ChecksumError(f'failed to calculate checksum of ref: "/{rel}": not found')
-        return self._node(os.fspath(target), excludes, includes, "")
+        dirs = None
+        if not rel and excludes is None and includes is None:  # the whole of a kept tree
+            with self._lock:
+                dirs = self._trees.get(_tree_key(root))
+        return self._node(os.fspath(target), excludes, includes, "", dirs)
 
 
 def checksum(root: Path, path: str, **options) -> str:

@@ -71,6 +71,9 @@ class LocalSource:
             ctx.job.progress.status(replace(status))  # a copy: queued events must not change later
             saved = take_saved(mirror)  # off the disk before the mirror may change
             kept = self.worker.mirror_sums.pop(mirror, None) or saved  # a sync that fails leaves none
+            tree = self.worker.checksums.take_tree(mirror)  # nor its directories' digests
+            if tree is None and kept is saved and saved is not None:
+                tree = saved.tree  # as the daemon that saved the state had them
             stats = await asyncio.to_thread(providers.locals.sync, self.request, mirror,
                                             kept.entries if kept is not None else None,
                                             kept.walk if kept is not None else "")
@@ -80,13 +83,16 @@ class LocalSource:
             listing = getattr(stats, "listing_digest", "")
             if kept is not None and getattr(stats, "unchanged", False):
                 self.checksum = kept.checksum  # the client's walk is the one the mirror was synced to
-                remember(self.worker.mirror_sums, mirror, kept)
+                remember(self.worker.mirror_sums, mirror, replace(kept, tree=None))  # the cache keeps it
+                self.worker.checksums.keep_tree(mirror, tree, ())
                 return self._cache_map()
             if listing and not getattr(stats, "requested", 1) and kept is not None and kept.listing == listing:
                 self.checksum = kept.checksum  # the same listing and nothing fetched: the same tree
+                self.worker.checksums.keep_tree(mirror, tree, ())
             else:
                 if digests := getattr(stats, "file_digests", None):
                     await asyncio.to_thread(self.worker.checksums.learn, mirror, digests)
+                self.worker.checksums.keep_tree(mirror, tree, getattr(stats, "changed_paths", None))
                 self.checksum = await asyncio.to_thread(self.worker.checksums.checksum, mirror, "/")
                 await asyncio.to_thread(self.worker.meta.save_file_digests, self.worker.checksums.fresh())
             remember(self.worker.mirror_sums, mirror,

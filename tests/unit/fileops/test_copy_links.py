@@ -11,12 +11,14 @@ from tests.unit.fileops.conftest import copy_action, mode_of, write_tree
 
 def test_a_file_the_copy_keeps_as_it_is_is_a_hardlink_of_the_source(src: Path, dest: Path) -> None:
     write_tree(src, {"d/a.txt": "a", "d/sub/b.txt": "b"})
-    linked: list[tuple[str, int, int]] = []
+    before = {name: os.lstat(src / name) for name in ("d/a.txt", "d/sub/b.txt")}
+    linked: list[tuple[int, int, int, int, int]] = []
     copy(src, dest, copy_action("/d", "/e"), None, link=True, linked=linked.extend)
     assert os.stat(dest / "e/a.txt").st_ino == os.stat(src / "d/a.txt").st_ino
     assert os.stat(dest / "e/sub/b.txt").st_ino == os.stat(src / "d/sub/b.txt").st_ino
-    assert sorted(path for path, _, _ in linked) == sorted([f"{src}/d/a.txt", f"{src}/d/sub/b.txt"])
-    assert all((os.stat(path).st_dev, os.stat(path).st_ino) == (dev, ino) for path, dev, ino in linked)
+    # what the digest memo is told: each source's key just before it was linked
+    assert sorted(linked) == sorted((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                                    for st in before.values())
 
 
 def test_a_copy_that_changes_the_mode_copies_and_leaves_the_source_alone(src: Path, dest: Path) -> None:

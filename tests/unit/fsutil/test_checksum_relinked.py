@@ -11,10 +11,16 @@ from pathlib import Path
 from pybuildkit.worker.contenthash.checksum import ChecksumCache
 
 
-def _linked(path: Path | str) -> list[tuple[str, int, int]]:
-    """What COPY's copier hands over for a file it linked: (path, device, inode)."""
+def _key(path: Path | str) -> tuple[int, int, int, int, int]:
     st = os.lstat(path)
-    return [(str(path), st.st_dev, st.st_ino)]
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _link(src: Path, dst: Path) -> list[tuple[int, int, int, int, int]]:
+    """Link as COPY's copier does, and return what it hands over: the source's key before the link."""
+    before = _key(src)
+    os.link(src, dst)
+    return [before]
 
 
 def _tree(root: Path) -> Path:
@@ -28,8 +34,7 @@ def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> Non
     cache = ChecksumCache()
     before = cache.checksum(root, "/")
     cache.fresh()
-    os.link(root / "d" / "f", tmp_path / "elsewhere")
-    cache.relinked(_linked(f"{root}/d/f"))
+    cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     assert cache.checksum(root, "/") == before
     assert cache.fresh() == {}  # nothing hashed; the carried entry waits for carried_over()
 
@@ -50,7 +55,7 @@ def test_a_rewritten_file_keeps_no_digest(tmp_path: Path) -> None:
     cache = ChecksumCache()
     before = cache.checksum(root, "/")
     (root / "d" / "f").write_bytes(b"another")
-    cache.relinked(_linked(f"{root}/d/f"))
+    cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     assert cache.checksum(root, "/") != before
 
 
@@ -71,8 +76,7 @@ def test_a_link_made_from_another_path_carries_the_digest_too(tmp_path: Path) ->
     cache.fresh()
     copy = tmp_path / "copy"
     copy.mkdir()
-    os.link(root / "d" / "f", copy / "f")  # as COPY links a snapshot's file the walk never saw
-    cache.relinked(_linked(f"{copy}/f"))
+    cache.relinked(_link(root / "d" / "f", copy / "f"))  # as COPY links a snapshot's file the walk never saw
     assert cache.checksum(root, "/") == before
     assert cache.fresh() == {}
 
@@ -81,29 +85,53 @@ def test_carried_digests_are_handed_over_once_for_persisting(tmp_path: Path) -> 
     root = _tree(tmp_path / "t")
     cache = ChecksumCache()
     cache.checksum(root, "/")
-    os.link(root / "d" / "f", tmp_path / "elsewhere")
-    cache.relinked(_linked(f"{root}/d/f"))
-    st = os.lstat(root / "d" / "f")
-    assert cache.carried_over() == {(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-                                    hashlib.sha256(b"content").hexdigest()}
+    cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
+    cache.checksum(root, "/")
+    assert cache.carried_over() == {_key(root / "d" / "f"): hashlib.sha256(b"content").hexdigest()}
     assert cache.carried_over() == {}
 
 
-def test_links_never_looked_up_again_are_carried_at_close(tmp_path: Path) -> None:
+def test_links_never_looked_up_again_carry_in_the_next_process(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t")
     cache = ChecksumCache()
-    cache.checksum(root, "/")
-    os.link(root / "d" / "f", tmp_path / "layer-f")
-    cache.relinked(_linked(tmp_path / "layer-f"))
-    now = os.lstat(root / "d" / "f")
-    assert cache.carried_over() == {(now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns):
-                                    hashlib.sha256(b"content").hexdigest()}
+    before = cache.checksum(root, "/")
+    cache.relinked(_link(root / "d" / "f", tmp_path / "layer-f"))
+    memo = {**cache.fresh(), **cache.carried_over()}
+    assert cache.carried_over() == {}  # nothing looked at: the claim is pending
+    again = ChecksumCache(known=memo, claims=cache.pending_claims())
+    assert again.checksum(root, "/") == before
+    assert again.fresh() == {}
 
 
 def test_a_linked_inode_rewritten_before_its_lookup_is_hashed_again(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t")
     cache = ChecksumCache()
     before = cache.checksum(root, "/")
-    cache.relinked(_linked(root / "d" / "f"))
+    cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     (root / "d" / "f").write_bytes(b"another")  # the same size; a new mtime
     assert cache.checksum(root, "/") != before
+
+
+def test_a_claim_does_not_carry_to_an_inode_rewritten_with_its_old_size_and_time(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
+    old = os.lstat(root / "d" / "f")
+    (root / "d" / "f").write_bytes(b"CONTENT")
+    os.utime(root / "d" / "f", ns=(old.st_atime_ns, old.st_mtime_ns))  # only the ctime tells
+    assert cache.checksum(root, "/") != before
+
+
+def test_a_file_linked_twice_before_its_lookup_still_carries(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    cache = ChecksumCache()
+    before = cache.checksum(root, "/")
+    cache.fresh()
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    os.link(root / "d" / "f", snapshot / "f")
+    cache.relinked_under(root)  # the mirror into its snapshot
+    cache.relinked(_link(snapshot / "f", tmp_path / "layer-f"))  # COPY from the snapshot
+    assert cache.checksum(root, "/") == before
+    assert cache.fresh() == {}

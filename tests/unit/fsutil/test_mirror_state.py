@@ -35,5 +35,5 @@ def test_a_truncated_state_is_ignored_and_removed(tmp_path: Path) -> None:
 
 def test_a_file_of_another_format_is_ignored(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
-    state_path(mirror).write_bytes(b"pbk-mirror-state 0\nwhatever")
+    state_path(mirror).write_bytes(b"pbk-mirror-state 0 py3.11\nwhatever")
     assert take_saved(mirror) is None

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pybuildkit.worker.contenthash.checksum import FileKey
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.worker.ops.fileops.actions import mkdir, mkfile, rm, symlink
 from pybuildkit.worker.ops.fileops.copy import copy
@@ -60,7 +61,7 @@ class _Chain:
     def __init__(self, fileop: pb.FileOp, inputs: Sequence[Path | None],
                  new_dir: Callable[[Path | None], Path], scratch: Path,
                  linkable: frozenset[Path] = frozenset(),
-                 linked: Callable[[list[tuple[str, int, int]]], None] | None = None) -> None:
+                 linked: Callable[[list[FileKey]], None] | None = None) -> None:
         self.actions = list(fileop.actions)
         self.linkable = linkable
         self.linked = linked
@@ -128,7 +129,7 @@ class _Chain:
 def run_file_actions(fileop: pb.FileOp, inputs: Sequence[Path | None],
                      new_dir: Callable[[Path | None], Path], *,
                      linkable: frozenset[Path] = frozenset(),
-                     linked: Callable[[list[tuple[str, int, int]]], None] | None = None) -> dict[int, Path]:
+                     linked: Callable[[list[FileKey]], None] | None = None) -> dict[int, Path]:
     """Run the actions the outputs need; {output index: its directory}. Copies from the
     `linkable` inputs (immutable trees) may hardlink files whose metadata the copy keeps;
     `linked` then hears which source files got a link."""

@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from pybuildkit.worker.contenthash.checksum import FileKey
 from pybuildkit.worker.ops.fileops.actions import remove_entry
 from pybuildkit.worker.ops.fileops.chmod import ModeSpec
 from pybuildkit.worker.ops.fileops.errors import FileOpError
@@ -53,7 +54,7 @@ class TreeCopier:
         # `link`: the source is an immutable tree, so a file whose owner, mode and times the copy
         # keeps is hardlinked rather than copied, until a link fails (another filesystem)
         self._link = link
-        self.linked: list[tuple[str, int, int]] = []  # the source files hardlinked: (path, device, inode)
+        self.linked: list[FileKey] = []  # the keys (ChecksumCache's) of the source files hardlinked, before the link
 
     def copy(self, src: str, rel: str, target: str, nested: bool = False) -> None:
         """Copy `src` to `target`; `rel` is its path below the copied source (`` for the source)."""
@@ -116,7 +117,7 @@ class TreeCopier:
                 raise
             self._link = False  # EXDEV: an overlay view, EPERM: protected_hardlinks
             return False
-        self.linked.append((src, st.st_dev, st.st_ino))
+        self.linked.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         return True
 
     def write_metadata(self, st: os.stat_result, src: str, target: str) -> None:

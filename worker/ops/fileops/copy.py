@@ -19,6 +19,7 @@ import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pybuildkit.worker.contenthash.checksum import FileKey
 from pybuildkit.solver.pb import ops_pb2 as pb
 from pybuildkit.worker.ops.fileops.actions import make_dirs
 from pybuildkit.worker.ops.fileops.chmod import ModeSpec, parse_mode
@@ -40,7 +41,7 @@ def mode_of(a: pb.FileActionCopy) -> ModeSpec | None:
 
 
 def copy(src_root: Path, dest_root: Path, a: pb.FileActionCopy, owner: Owner | None, *,
-         link: bool = False, linked: Callable[[list[tuple[str, int, int]]], None] | None = None) -> None:
+         link: bool = False, linked: Callable[[list[FileKey]], None] | None = None) -> None:
     src_path = clean_path(a.src)
     dest_path = clean_path(a.dest)
     if not a.createDestPath and posixpath.normpath(dest_path) != "/":
