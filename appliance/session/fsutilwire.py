@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pybuildkit.appliance.session.packets import PacketStream
+from pybuildkit.appliance.session.proto import batch_pb2 as bpb
 from pybuildkit.appliance.session.proto import fsutil_pb2 as fpb
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker.fsutil.walk import Entry, WalkOptions, walk
@@ -103,25 +104,28 @@ def _sum_entries(summed: Any, entries: Iterable[Entry]) -> None:
         for e in entries for s in (e.stat,)]).encode(errors="surrogateescape"))
 
 
-def list_tree(root: Path, opts: WalkOptions, files: dict[int, str], summed: Any = None) -> Iterator[list[fpb.Packet]]:
-    """The STAT packets of `root`'s listing; see stat_packets."""
-    return stat_packets(walk(root, opts), files, summed)
-
-
-def stat_packets(entries: Iterable[Entry], files: dict[int, str], summed: Any = None) -> Iterator[list[fpb.Packet]]:
+def stat_packets(entries: Iterable[Entry], files: dict[int, str], summed: Any = None, *,
+                 batched: bool = False) -> Iterator[list[fpb.Packet] | bpb.PacketBatch]:
     """The STAT packets of walked entries, LIST_CHUNK at a time, filling `files` with the
     file to send for each requestable id (built in the walk's thread, field by field: the
-    cheapest way to make 20,000 of them). `summed`, a sha256 begun by walk_digest's rule,
-    takes in the entries on the way."""
+    cheapest way to make 20,000 of them). `batched`: each chunk is a PacketBatch, the packets
+    made inside it (a list would be copied into one). `summed`, a sha256 begun by
+    walk_digest's rule, takes in the entries on the way."""
+    batch = bpb.PacketBatch() if batched else None
     packets: list[fpb.Packet] = []
     listed: list[Entry] = []
     count = 0
+    in_chunk = 0
     first_link: dict[tuple[int, int], str] = {}
     for entry in entries:
         s = entry.stat
         if st.S_ISSOCK(s.st_mode):
             continue
-        packet = Packet(type=Packet.PACKET_STAT)
+        if batch is not None:
+            packet = batch.packets.add(type=Packet.PACKET_STAT)
+        else:
+            packet = Packet(type=Packet.PACKET_STAT)
+            packets.append(packet)
         item = packet.stat
         item.path = entry.rel
         item.mode = go_mode(s.st_mode)
@@ -142,19 +146,20 @@ def stat_packets(entries: Iterable[Entry], files: dict[int, str], summed: Any = 
                 files[count] = entry.path
         elif st.S_ISCHR(s.st_mode) or st.S_ISBLK(s.st_mode):
             item.devmajor, item.devminor = os.major(s.st_rdev), os.minor(s.st_rdev)
-        packets.append(packet)
         count += 1
+        in_chunk += 1
         if summed is not None:
             listed.append(entry)
-        if len(packets) == LIST_CHUNK:
+        if in_chunk == LIST_CHUNK:
             if summed is not None:
                 _sum_entries(summed, listed)
                 listed = []
-            yield packets
-            packets = []
+            yield batch if batch is not None else packets
+            batch = bpb.PacketBatch() if batched else None
+            packets, in_chunk = [], 0
     if summed is not None:
         _sum_entries(summed, listed)
-    yield packets
+    yield batch if batch is not None else packets
 
 
 async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream,
@@ -165,7 +170,7 @@ async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream,
     comes first and an equal digest is all that is sent (None is returned: no file can be
     asked for)."""
     loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[list[fpb.Packet] | BaseException | None] = asyncio.Queue()
+    chunks: asyncio.Queue[list[fpb.Packet] | bpb.PacketBatch | BaseException | None] = asyncio.Queue()
     files: dict[int, str] = {}
     summed = hashlib.sha256(repr((opts.include_patterns, opts.exclude_patterns, opts.follow_paths)).encode()) \
         if stream.batched else None
@@ -181,7 +186,8 @@ async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream,
 
     def produce() -> None:
         try:
-            listing = stat_packets(entries, files) if entries is not None else list_tree(root, opts, files, summed)
+            listing = stat_packets(walk(root, opts) if entries is None else entries, files, summed,
+                                   batched=stream.batched)
             for chunk in listing:
                 loop.call_soon_threadsafe(chunks.put_nowait, chunk)
             loop.call_soon_threadsafe(chunks.put_nowait, None)
@@ -193,6 +199,9 @@ async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream,
         while (chunk := await chunks.get()) is not None:
             if isinstance(chunk, BaseException):
                 raise chunk
+            if isinstance(chunk, bpb.PacketBatch):
+                await stream.send_batch(chunk)
+                continue
             for packet in chunk:
                 await stream.send(packet)
             await stream.flush()

@@ -67,6 +67,13 @@ class PacketStream:
             self._outbox, self._outbox_bytes, self._walk_digest = [], 0, ""
             await self._write(batch)
 
+    async def send_batch(self, batch: bpb.PacketBatch) -> None:
+        """A batch made by the caller (a listing's STATs), sent as it is after what is buffered."""
+        await self.flush()
+        if self._walk_digest:
+            batch.walk_digest, self._walk_digest = self._walk_digest, ""
+        await self._write(batch)
+
     def end_listing_with(self, walk_digest: str) -> None:
         """Let the next batch sent say the digest of the walk (fsutilwire.walk_digest)."""
         self._walk_digest = walk_digest
