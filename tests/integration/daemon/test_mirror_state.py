@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,21 @@ def _write_in_place(path: Path, data: bytes, mtime_ns: int) -> None:
     os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
-def _start(root: Path, config: Path, rundir: Path) -> Daemon:
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Daemons a test starts one after another on its root; any still running at the end is stopped."""
+    started: list[Daemon] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+def _start(started: list[Daemon], root: Path, config: Path, rundir: Path) -> Daemon:
     rundir.mkdir()
-    return start_daemon(root, config, rundir)
+    started.append(start_daemon(root, config, rundir))
+    return started[-1]
 
 
 def _states(root: Path) -> list[Path]:
@@ -41,7 +54,7 @@ def _states(root: Path) -> list[Path]:
 
 
 def test_a_killed_daemon_leaves_no_state_for_the_mirror_it_changed(base_image: str, builder_config: Path,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, daemons: list[Daemon]) -> None:
     root = tmp_path / "root"
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -51,12 +64,12 @@ def test_a_killed_daemon_leaves_no_state_for_the_mirror_it_changed(base_image: s
     b.write_bytes(b"bee\n")
     _write_in_place(a, b"one\n", 1_000_000_000_000_000_000)
 
-    first = _start(root, builder_config, tmp_path / "run1")
+    first = _start(daemons, root, builder_config, tmp_path / "run1")
     _build(first, ctx, tmp_path / "out1")
     assert first.stop() == 0
     assert _states(root), "a daemon that stops saves its mirrors' states"
 
-    second = _start(root, builder_config, tmp_path / "run2")
+    second = _start(daemons, root, builder_config, tmp_path / "run2")
     _write_in_place(a, b"two\n", 1_000_000_000_000_000_001)
     _build(second, ctx, tmp_path / "out2")
     assert (tmp_path / "out2" / "out" / "a.txt").read_bytes() == b"two\n"
@@ -68,17 +81,14 @@ def test_a_killed_daemon_leaves_no_state_for_the_mirror_it_changed(base_image: s
     # while the mirror holds the second daemon's "two"; b.txt changes, so the tree is new
     _write_in_place(a, b"one\n", 1_000_000_000_000_000_000)
     b.write_bytes(b"bee, again\n")
-    third = _start(root, builder_config, tmp_path / "run3")
-    try:
-        _build(third, ctx, tmp_path / "out3")
-    finally:
-        third.stop()
+    third = _start(daemons, root, builder_config, tmp_path / "run3")
+    _build(third, ctx, tmp_path / "out3")
     assert (tmp_path / "out3" / "out" / "a.txt").read_bytes() == b"one\n"
     assert (tmp_path / "out3" / "out" / "b.txt").read_bytes() == b"bee, again\n"
 
 
 def test_a_restarted_daemon_rebuilds_an_unchanged_context_from_the_saved_state(base_image: str, builder_config: Path,
-                                                                               tmp_path: Path) -> None:
+                                                                               tmp_path: Path, daemons: list[Daemon]) -> None:
     root = tmp_path / "root"
     ctx = tmp_path / "ctx"
     (ctx / "sub").mkdir(parents=True)
@@ -86,16 +96,13 @@ def test_a_restarted_daemon_rebuilds_an_unchanged_context_from_the_saved_state(b
     for i in range(50):
         (ctx / "sub" / f"f{i}").write_text(f"file {i}\n")
 
-    first = _start(root, builder_config, tmp_path / "run1")
+    first = _start(daemons, root, builder_config, tmp_path / "run1")
     _build(first, ctx, tmp_path / "out1")
     assert first.stop() == 0
-    second = _start(root, builder_config, tmp_path / "run2")
-    try:
-        _build(second, ctx, tmp_path / "out2")
-        (ctx / "sub" / "f7").write_text("changed\n")
-        _build(second, ctx, tmp_path / "out3")
-    finally:
-        second.stop()
+    second = _start(daemons, root, builder_config, tmp_path / "run2")
+    _build(second, ctx, tmp_path / "out2")
+    (ctx / "sub" / "f7").write_text("changed\n")
+    _build(second, ctx, tmp_path / "out3")
     assert (tmp_path / "out2" / "ctx" / "sub" / "f7").read_text() == "file 7\n"
     assert (tmp_path / "out3" / "ctx" / "sub" / "f7").read_text() == "changed\n"
     assert sorted(p.name for p in (tmp_path / "out3" / "ctx" / "sub").iterdir()) == sorted(f"f{i}" for i in range(50))
