@@ -74,7 +74,7 @@ class Worker:
         self.cache_mounts = CacheMounts(root / "cachemounts")
         self.executor = Executor(root / "executor", binary=config.binary, log=self.log,
                                  cgroup_parent=config.cgroup_parent)
-        self.checksums = ChecksumCache(known=self.meta.file_digests(), claims=load_claims(root / CLAIMS_FILE))
+        self.checksums = ChecksumCache(load=lambda: (self.meta.file_digests(), load_claims(root / CLAIMS_FILE)))
         self._content_sums: dict[tuple[object, ...], str] = {}  # content_checksum's memo
         #: local mirror -> what its last sync brought it to (worker/ops/source_local.py)
         self.mirror_sums: dict[Path, MirrorState] = {}
@@ -105,10 +105,11 @@ class Worker:
     def close(self) -> None:
         save_states(self.mirror_sums, {mirror: tree for mirror in self.mirror_sums
                                        if (tree := self.checksums.kept_tree(mirror)) is not None})
-        self.meta.save_file_digests({**self.checksums.fresh(), **self.checksums.carried_over()})
-        from pybuildkit.worker.contenthash.claims import save_claims
+        if self.checksums.loaded:  # else the memo and the claims on disk are as they were
+            from pybuildkit.worker.contenthash.claims import save_claims
 
-        save_claims(self.config.root / CLAIMS_FILE, self.checksums.pending_claims())
+            self.meta.save_file_digests({**self.checksums.fresh(), **self.checksums.carried_over()})
+            save_claims(self.config.root / CLAIMS_FILE, self.checksums.pending_claims())
         self.snapshots.close()
         self.cache.close()
         self.meta.close()

@@ -12,7 +12,7 @@ import os
 import stat as st_mod
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pybuildkit.solver.errors import BuildError
@@ -55,18 +55,37 @@ class ChecksumCache:
     """
 
     def __init__(self, max_entries: int = 400_000, known: dict[FileKey, str] | None = None,
-                 claims: Iterable[LinkClaim] = ()) -> None:
-        """`claims`: the `pending_claims()` of an earlier process over the same `known` memo."""
-        self._files: dict[FileKey, str] = dict(known or {})
+                 claims: Iterable[LinkClaim] = (),
+                 load: Callable[[], tuple[dict[FileKey, str], Iterable[LinkClaim]]] | None = None) -> None:
+        """`claims`: the `pending_claims()` of an earlier process over the same `known` memo.
+        `load` gives both when the memo is first needed instead (a daemon's start: a no-op
+        rebuild of a large context never reads 20,000 rows it does not need)."""
+        self._files: dict[FileKey, str] = {}
         self._new: dict[FileKey, str] = {}
         self._seen: dict[str, FileKey] = {}  # path -> its key when last checksummed, for relinked_under()
-        self._latest: dict[tuple[int, int], FileKey] = {k[:2]: k for k in self._files}  # (dev, ino) -> newest key
+        self._latest: dict[tuple[int, int], FileKey] = {}  # (dev, ino) -> newest key
         self._carried: dict[tuple[int, int], FileKey] = {}  # relinked keys not yet persisted
         #: (dev, ino) -> (its key before it was linked, when the link was claimed): linked, not looked up since
-        self._relinked: dict[tuple[int, int], LinkClaim] = {claim[0][:2]: claim for claim in claims}
+        self._relinked: dict[tuple[int, int], LinkClaim] = {}
         self._max = max_entries
         self._lock = threading.Lock()
         self._trees: dict[str, dict[str, str]] = {}  # kept root -> {relative directory: digest}
+        self._load = load if load is not None else (lambda: (dict(known or {}), claims))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the memo given at construction was needed (and so may have changed)."""
+        return self._load is None
+
+    def _ensure_loaded(self) -> None:
+        """Under the lock: the memo and claims given at construction, read on first use."""
+        if self._load is None:
+            return
+        load, self._load = self._load, None
+        known, claims = load()
+        self._files = known
+        self._latest = {k[:2]: k for k in known}
+        self._relinked = {claim[0][:2]: claim for claim in claims}
 
     def fresh(self) -> dict[FileKey, str]:
         with self._lock:
@@ -94,6 +113,7 @@ class ChecksumCache:
                 learned[key] = digest
                 seen[path] = key
         with self._lock:
+            self._ensure_loaded()
             self._files.update(learned)
             self._new.update(learned)
             self._seen.update(seen)
@@ -145,6 +165,7 @@ class ChecksumCache:
         its names (see _carry)."""
         claimed = time.time_ns()  # after the links: their ctimes are not later
         with self._lock:
+            self._ensure_loaded()
             self._bound_claims()
             for key in keys:
                 ident = key[:2]
@@ -162,6 +183,7 @@ class ChecksumCache:
         prefix = os.fspath(root).rstrip("/") + "/"
         claimed = time.time_ns()
         with self._lock:
+            self._ensure_loaded()
             self._bound_claims()
             for path, key in self._seen.items():
                 if not path.startswith(prefix):
@@ -197,6 +219,7 @@ class ChecksumCache:
         """The digests `relinked` carried that are still their inode's newest, for the owner to
         persist once, when it closes (20,000 rows at every build cost more than they save)."""
         with self._lock:
+            self._ensure_loaded()
             keys, self._carried = list(self._carried.values()), {}
             return {key: self._files[key] for key in keys
                     if self._latest.get(key[:2]) == key and key in self._files}
@@ -206,11 +229,13 @@ class ChecksumCache:
         the memo: a daemon that starts again (each --daemonless build) would otherwise hash
         again every file a COPY linked."""
         with self._lock:
+            self._ensure_loaded()
             return list(self._relinked.values())
 
     def _file_digest(self, path: str, st: os.stat_result) -> str:
         key = _file_key(st)
         with self._lock:
+            self._ensure_loaded()
             found = self._files.get(key)
             if found is None and self._relinked:
                 found = self._carry(key)

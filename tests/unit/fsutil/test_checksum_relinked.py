@@ -135,3 +135,19 @@ def test_a_file_linked_twice_before_its_lookup_still_carries(tmp_path: Path) -> 
     cache.relinked(_link(snapshot / "f", tmp_path / "layer-f"))  # COPY from the snapshot
     assert cache.checksum(root, "/") == before
     assert cache.fresh() == {}
+
+
+def test_the_memo_is_read_only_when_a_file_is_looked_up(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    reads: list[int] = []
+
+    def load() -> tuple[dict, list]:
+        reads.append(1)
+        return {}, []
+
+    cache = ChecksumCache(load=load)
+    cache.keep_tree(root, cache.take_tree(root), None)
+    assert not cache.loaded and reads == []
+    cache.checksum(root, "/")
+    cache.checksum(root, "/d")
+    assert cache.loaded and reads == [1]
