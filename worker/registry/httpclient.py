@@ -8,7 +8,12 @@ import sys
 
 if "httpx" not in sys.modules:
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # HTTP/2 is never asked of a registry here; httpcore treats its http2 modules as optional
+    # (as when h2 is missing) and h2's import is ~7 ms of every daemon start
+    sys.modules.setdefault("httpcore._async.http2", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("httpcore._sync.http2", None)  # type: ignore[arg-type]
 
 import httpx  # noqa: E402  (after the line above)
 
 __all__ = ["httpx"]
+

@@ -17,6 +17,11 @@ def test_our_httpx_leaves_its_command_line_tool_unloaded() -> None:
     assert "httpx" in loaded and not loaded & {"httpx._main", "click", "rich"}
 
 
+def test_our_httpx_leaves_http2_unloaded_and_still_makes_a_client() -> None:
+    loaded = _modules_after("from pybuildkit.worker.registry.httpclient import httpx\nhttpx.AsyncClient()")
+    assert "httpcore" in loaded and "h2" not in loaded
+
+
 def test_the_client_reads_its_flags_without_grpc() -> None:
     """A --daemonless build starts its daemon before the client imports grpc, so that the two
     start-ups overlap."""
