@@ -21,12 +21,13 @@ from pybuildkit.appliance.daemon import listeners, rootlock
 from pybuildkit.solver.errors import BuildError
 
 if TYPE_CHECKING:
-    from pybuildkit.appliance.daemon.jobs import BuildJob
+    from pybuildkit.appliance.daemon.jobs import BuildJob, Jobs
 
 PROG = "pybuildkitd"
 log = logging.getLogger(PROG)
 MAX_MESSAGE = 64 << 20
 GC_DELAY = 1.0  # seconds after a build (and with none running) before its GC runs
+NOTE_DELAY = 2.0  # seconds of no build before the network note is logged
 GC_INTERVAL = 3600.0
 #: how long a stopping daemon waits for cancelled builds to remove their containers and mounts
 STOP_CLEANUP_TIMEOUT = 60.0
@@ -143,7 +144,16 @@ def _notifier():
     return Notifier.from_env()
 
 
-async def _say_step_network() -> None:
+async def _say_step_network(jobs: Jobs, stop: asyncio.Event) -> None:
+    """The log's note on the steps' network, once the daemon has been idle a moment (or as it
+    stops): pyroute2 takes ~0.2 s of the interpreter lock to load and ask, which the first
+    build of a daemon (a socket-activated one starts it the moment it is ready) would pay."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), NOTE_DELAY)
+        except asyncio.TimeoutError:
+            if not jobs.active():
+                break
     from pybuildkit.worker.executor.netinfo import step_network
 
     network = await asyncio.to_thread(step_network)
@@ -283,13 +293,12 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             await run_gc()
 
     timer = asyncio.ensure_future(gc_timer())
-    # after ready: pyroute2 takes 0.25 s to load, with the interpreter lock a one-client build needs
-    network_note = None if args.one_client else asyncio.ensure_future(_say_step_network())
+    network_note = None if args.one_client else asyncio.ensure_future(_say_step_network(jobs, stop))
     await stop.wait()
     log.info("stopping: cancelling %d running builds", len(jobs.active()))
     if notifier is not None:
         notifier.stopping()
-    for task in (timer, watchdog, network_note):
+    for task in (timer, watchdog):
         if task is not None:
             task.cancel()
     for binding in bindings:
@@ -298,6 +307,11 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     running = jobs.active()
     await server.stop(grace=2.0)
     await _builds_cleaned_up(running)
+    if network_note is not None:  # if it was not said yet, it is said as the daemon stops
+        try:
+            await asyncio.wait_for(network_note, NOTE_DELAY)
+        except (asyncio.TimeoutError, Exception):
+            log.debug("no network note", exc_info=True)
     await worker.aclose()
     for binding in bindings:
         if binding.unix_path is not None:
