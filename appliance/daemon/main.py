@@ -161,13 +161,12 @@ async def _say_step_network(jobs: Jobs, stop: asyncio.Event) -> None:
         log.info("%s", network.summary())
 
 
-def _preload(frontend_inline: bool) -> None:
-    """What nearly every build imports (the registry client and httpx, and the Dockerfile
-    frontend when it runs inline): at start, beside the worker's own, not in the first build."""
+def _preload() -> None:
+    """What nearly every build imports (the registry client and httpx; the Dockerfile frontend,
+    whose inputs the daemon makes even when the frontend runs in a process of its own): at
+    start, beside the worker's own, not in the first build."""
+    import pybuildkit.frontend.dockerfile.builder  # noqa: F401
     import pybuildkit.worker.registry.client  # noqa: F401
-
-    if frontend_inline:
-        import pybuildkit.frontend.dockerfile.builder  # noqa: F401
 
 
 async def _delegated_cgroup(args: argparse.Namespace) -> str | None:
@@ -197,7 +196,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     cgroup_parent = await _delegated_cgroup(args)
     building = asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
                                  isolate_frontend=not args.one_client)
-    preloading = asyncio.to_thread(_preload, args.one_client)
+    preloading = asyncio.to_thread(_preload)
     if args.one_client:
         builder, _ = await asyncio.gather(building, preloading)
     else:
@@ -206,7 +205,8 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         # the fork server starts meanwhile
         builder, _, _ = await asyncio.gather(building, preloading, asyncio.to_thread(warm_up))
     worker = builder.worker
-    platforms = await asyncio.to_thread(_platform_probe, config.root)
+    platforms, _ = await asyncio.gather(asyncio.to_thread(_platform_probe, config.root),
+                                        asyncio.to_thread(worker.registry.prepare_tls))
     jobs = Jobs()
     sessions = None
     try:

@@ -138,17 +138,29 @@ class RegistryClient:
         self._http_fallback: set[str] = set()
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self._pushed: dict[tuple[str, str], str] = {}  # (host, digest) -> a repository that has it
+        self._system_tls: ssl.SSLContext | None = None  # see prepare_tls
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
 
+    def prepare_tls(self) -> None:
+        """Make the TLS context of registries verified against the system's CAs now (a daemon's
+        start) rather than in its first build: parsing the CA bundle is ~25 ms of the
+        interpreter lock, paid for every client, also one that speaks plain HTTP."""
+        if self._system_tls is None:
+            self._system_tls = httpx.create_ssl_context()  # what httpx makes for verify=True
+
     def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         key = (endpoint.verify, endpoint.cert)
         client = self._clients.get(key)
         if client is None:
-            client = httpx.AsyncClient(verify=endpoint.verify, cert=endpoint.cert, follow_redirects=True,
+            verify: bool | str | ssl.SSLContext = endpoint.verify
+            if verify is True and endpoint.cert is None:  # httpx loads client certificates into it
+                self.prepare_tls()
+                verify = self._system_tls or True
+            client = httpx.AsyncClient(verify=verify, cert=endpoint.cert, follow_redirects=True,
                                        timeout=httpx.Timeout(60, connect=10),
                                        limits=httpx.Limits(max_connections=32),
                                        headers={"User-Agent": self.user_agent})
