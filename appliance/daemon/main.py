@@ -179,8 +179,25 @@ async def _delegated_cgroup(args: argparse.Namespace) -> str | None:
     return outcome.steps_parent if isinstance(outcome, Delegation) else None
 
 
+def _wait_for_children_on_pidfds() -> None:
+    """Each step's runtime is a subprocess: Python 3.11 waits for every one in a thread of its
+    own (ThreadedChildWatcher); a pidfd in the event loop costs no thread (~0.5 ms a step).
+    3.12 does this by itself; a kernel without pidfd_open keeps the default."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+
+
 async def serve(config: Config, args: argparse.Namespace) -> int:
     from pybuildkit.appliance.build import make_builder
+
+    _wait_for_children_on_pidfds()
     from pybuildkit.appliance.daemon.control import ControlService
     from pybuildkit.appliance.daemon.gateway import GatewayService
     from pybuildkit.appliance.daemon.jobs import Jobs
