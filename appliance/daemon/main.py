@@ -165,6 +165,8 @@ def _preload() -> None:
     """What nearly every build imports (the registry client and httpx; the Dockerfile frontend,
     whose inputs the daemon makes even when the frontend runs in a process of its own): at
     start, beside the worker's own, not in the first build."""
+    import anyio  # noqa: F401  (httpcore imports it at its first request: ~15 ms)
+
     import pybuildkit.frontend.dockerfile.builder  # noqa: F401
     import pybuildkit.worker.registry.client  # noqa: F401
 
