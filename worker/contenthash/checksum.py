@@ -70,7 +70,8 @@ class ChecksumCache:
         self._max = max_entries
         self._lock = threading.Lock()
         self._trees: dict[str, dict[str, str]] = {}  # kept root -> {relative directory: digest}
-        self._load = load if load is not None else (lambda: (dict(known or {}), claims))
+        self._load: Callable[[], tuple[dict[FileKey, str], Iterable[LinkClaim]]] | None = \
+            load if load is not None else (lambda: (dict(known or {}), claims))
 
     @property
     def loaded(self) -> bool:
