@@ -49,6 +49,15 @@ class Jobs:
     def __init__(self, *, keep_done: float = 60.0) -> None:
         self._jobs: dict[str, BuildJob] = {}
         self._keep_done = keep_done
+        self._last_finished = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since the last build finished, with none running now (0 while one runs):
+        what the daemon's own background work waits for, so that it does not land in the gap
+        between two builds of a burst and slow the second."""
+        if any(not j.done.is_set() for j in self._jobs.values()):
+            return 0.0
+        return time.monotonic() - self._last_finished
 
     def get(self, ref: str) -> BuildJob:
         job = self._jobs.get(ref)
@@ -63,6 +72,7 @@ class Jobs:
         """Mark done; late Status calls still replay it for a while, then it is forgotten."""
         job.progress.close()
         job.done.set()
+        self._last_finished = time.monotonic()
         if not job.returned.done():
             job.returned.cancel()
         asyncio.get_running_loop().call_later(self._keep_done, self._jobs.pop, job.ref, None)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 PROG = "pybuildkitd"
 log = logging.getLogger(PROG)
 MAX_MESSAGE = 64 << 20
-GC_DELAY = 1.0  # seconds after a build (and with none running) before its GC runs
+GC_DELAY = 1.0  # seconds without a build before the GC of the last one runs
 NOTE_DELAY = 2.0  # seconds of no build before the network note is logged
 GC_INTERVAL = 3600.0
 #: how long a stopping daemon waits for cancelled builds to remove their containers and mounts
@@ -148,12 +148,11 @@ async def _say_step_network(jobs: Jobs, stop: asyncio.Event) -> None:
     """The log's note on the steps' network, once the daemon has been idle a moment (or as it
     stops): pyroute2 takes ~0.2 s of the interpreter lock to load and ask, which the first
     build of a daemon (a socket-activated one starts it the moment it is ready) would pay."""
-    while not stop.is_set():
+    while not stop.is_set() and (idle := jobs.idle_for()) < NOTE_DELAY:
         try:
-            await asyncio.wait_for(stop.wait(), NOTE_DELAY)
+            await asyncio.wait_for(stop.wait(), NOTE_DELAY - idle)
         except asyncio.TimeoutError:
-            if not jobs.active():
-                break
+            pass
     from pybuildkit.worker.executor.netinfo import step_network
 
     network = await asyncio.to_thread(step_network)
@@ -243,10 +242,11 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             loop.call_later(GC_DELAY, gc_when_idle)
 
     def gc_when_idle() -> None:
-        """GC measures new layers by walking them, holding the interpreter lock for tens of
-        milliseconds: not while a build runs (a rebuild right after another would pay it)."""
-        if jobs.active():
-            loop.call_later(GC_DELAY, gc_when_idle)
+        """GC takes the interpreter lock for tens of milliseconds: not while a build runs, nor in
+        the gap between two builds of a burst (a rebuild right after another would pay it)."""
+        idle = jobs.idle_for()
+        if idle < GC_DELAY:
+            loop.call_later(GC_DELAY - idle, gc_when_idle)
         else:
             asyncio.ensure_future(run_gc())
 
