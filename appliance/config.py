@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pybuildkit.appliance.gcpolicy import GCPolicyConfig, parse_policies
 from pybuildkit.solver.errors import BuildError, ConfigError
 from pybuildkit.worker.registry.hosts import RegistryHostConfig
 
@@ -30,6 +31,8 @@ class OCIWorkerConfig:
     no_process_sandbox: bool = False
     platforms: tuple[str, ...] = ()
     gc: bool = True
+    #: `[[worker.oci.gcpolicy]]`: none means BuildKit's default policies
+    gc_policies: tuple[GCPolicyConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None, root: P
         no_process_sandbox=bool(oci.get("noProcessSandbox", False)),
         platforms=tuple(oci.get("platforms", [])),
         gc=bool(oci.get("gc", True)),
+        gc_policies=parse_policies(oci.get("gcpolicy", []), where),
     )
     grpc = expect(data.get("grpc", {}), dict, "grpc")
     addresses = grpc.get("address", [])

@@ -202,7 +202,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     from pybuildkit.appliance.daemon.control import ControlService
     from pybuildkit.appliance.daemon.gateway import GatewayService
     from pybuildkit.appliance.daemon.jobs import Jobs
-    from pybuildkit.appliance.daemon.usage import default_policies
+    from pybuildkit.appliance.daemon.usage import configured_policies, default_policies
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -233,7 +233,8 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         log.warning("sessions unavailable: client files, secrets and outputs cannot be transferred")
     else:
         sessions = SessionManager()
-    policies = default_policies(config.root) if config.worker.gc else []
+    policies = [] if not config.worker.gc else (configured_policies(config.worker.gc_policies, config.root)
+                                                if config.worker.gc_policies else default_policies(config.root))
     gc_state = {"pending": False}
 
     def after_build() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pybuildkit.appliance.gcpolicy import GCPolicyConfig
 from pybuildkit.solver.errors import BuildError
 from pybuildkit.worker import process
 from pybuildkit.worker.snapshot.store import Snapshot
@@ -44,6 +45,17 @@ class Policy:
     reserved_space: int = 0
     max_used_space: int = 0
     min_free_space: int = 0
+
+
+def configured_policies(configs: Sequence[GCPolicyConfig], root: Path) -> list[Policy]:
+    """`[[worker.oci.gcpolicy]]` with percentages taken of the root's disk."""
+    try:
+        total = shutil.disk_usage(root).total
+    except OSError:
+        total = 0
+    return [Policy(all=c.all, filters=c.filters, keep_duration=c.keep_duration,
+                   reserved_space=c.reserved_space.of(total), max_used_space=c.max_used_space.of(total),
+                   min_free_space=c.min_free_space.of(total)) for c in configs]
 
 
 def default_policies(root: Path) -> list[Policy]:

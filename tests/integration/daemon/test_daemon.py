@@ -21,6 +21,22 @@ def test_debug_workers_lists_the_native_platform(ctl) -> None:
     assert "GC policy 1: all=false filters=['type==source.local'" in out
 
 
+def test_configured_gc_policies_replace_buildkits_defaults(builder_config: Path, tmp_path: Path) -> None:
+    config = tmp_path / "pybuildkitd.toml"
+    config.write_text(builder_config.read_text() + '\n[[worker.oci.gcpolicy]]\nall = true\nkeepDuration = "2h"\n'
+                      'reservedSpace = "1GB"\n')
+    (tmp_path / "run").mkdir()
+    daemon = start_daemon(tmp_path / "root", config, tmp_path / "run")
+    try:
+        out = subprocess.run([sys.executable, "-m", "pybuildkit.appliance.cli.main", "--addr", daemon.address,
+                              "debug", "workers", "-v"], capture_output=True, text=True, timeout=60).stdout
+    finally:
+        daemon.stop()
+    policies = [line for line in out.splitlines() if "GC policy" in line]
+    assert policies == ["  GC policy 1: all=true filters=[] keepDuration=7200s reservedSpace=1000000000 "
+                        "maxUsedSpace=0 minFreeSpace=0"]
+
+
 def test_debug_info_reports_a_version(ctl) -> None:
     assert ctl("debug", "info").stdout.decode().startswith("BuildKit:\t")
 

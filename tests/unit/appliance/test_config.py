@@ -94,3 +94,26 @@ def test_frontend_budget_defaults_to_thirty_seconds_and_512_mebi(tmp_path: Path)
 def test_a_bad_frontend_budget_names_its_key(tmp_path: Path, table: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         parse_config({"frontend": table}, root=tmp_path)
+
+
+def test_gc_policies_read_sizes_durations_and_shares_of_the_disk_as_buildkit_does() -> None:
+    config = parse_config({"worker": {"oci": {"gcpolicy": [
+        {"filters": ["type==source.local"], "keepDuration": "48h", "maxUsedSpace": "512MB"},
+        {"all": True, "keepBytes": 1024, "minFreeSpace": "20%", "keepDuration": 3600},
+    ]}}})
+    first, second = config.worker.gc_policies
+    assert first.filters == ("type==source.local",) and first.keep_duration == 48 * 3600
+    assert first.max_used_space.of(0) == 512_000_000
+    assert second.all and second.keep_duration == 3600
+    assert second.reserved_space.of(0) == 1024  # keepBytes: the old name of reservedSpace
+    assert second.min_free_space.of(1_000_000) == 200_000
+
+
+def test_a_misspelled_gc_policy_key_names_the_key_and_the_policy() -> None:
+    with pytest.raises(ConfigError, match=r"gcpolicy\[0\]: unknown key 'keepDurations'"):
+        parse_config({"worker": {"oci": {"gcpolicy": [{"keepDurations": "1h"}]}}})
+
+
+def test_a_gc_size_that_is_not_one_is_an_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"gcpolicy\[0\]\.maxUsedSpace: 'lots' is not a size"):
+        parse_config({"worker": {"oci": {"gcpolicy": [{"maxUsedSpace": "lots"}]}}})
