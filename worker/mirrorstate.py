@@ -51,8 +51,8 @@ def save_states(states: Mapping[Path, MirrorState], trees: Mapping[Path, dict[st
     """Write each state beside its mirror, with its directory digests from `trees`."""
     for mirror, state in states.items():
         entries = sorted(state.entries) if state.entries is not None else None
-        tree = (trees or {}).get(mirror, state.tree)
-        write_sealed(state_path(mirror), KIND, (state.listing, state.checksum, state.walk, entries, tree))
+        write_sealed(state_path(mirror), KIND,
+                     (state.listing, state.checksum, state.walk, entries, (trees or {}).get(mirror)))
 
 
 def take_saved(mirror: Path) -> MirrorState | None:

@@ -55,7 +55,7 @@ class Jobs:
         """Seconds since the last build finished, with none running now (0 while one runs):
         what the daemon's own background work waits for, so that it does not land in the gap
         between two builds of a burst and slow the second."""
-        if any(not j.done.is_set() for j in self._jobs.values()):
+        if self.active():
             return 0.0
         return time.monotonic() - self._last_finished
 

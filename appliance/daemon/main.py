@@ -197,12 +197,12 @@ def _wait_for_children_on_pidfds() -> None:
 
 async def serve(config: Config, args: argparse.Namespace) -> int:
     from pybuildkit.appliance.build import make_builder
-
-    _wait_for_children_on_pidfds()
     from pybuildkit.appliance.daemon.control import ControlService
     from pybuildkit.appliance.daemon.gateway import GatewayService
     from pybuildkit.appliance.daemon.jobs import Jobs
     from pybuildkit.appliance.daemon.usage import configured_policies, default_policies
+
+    _wait_for_children_on_pidfds()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -93,9 +93,14 @@ def walk_digest(opts: WalkOptions, entries: Iterable[Entry]) -> str:
     retargeted or a file replaced is a new inode), so a receiver that offers the digest of
     the tree its mirror holds is answered without a listing. Cheaper than the STATs: no
     readlink and no protobuf."""
-    summed = hashlib.sha256(repr((opts.include_patterns, opts.exclude_patterns, opts.follow_paths)).encode())
+    summed = _walk_hash(opts)
     _sum_entries(summed, entries)
     return "sha256:" + summed.hexdigest()
+
+
+def _walk_hash(opts: WalkOptions) -> Any:
+    """A sha256 begun with the filters, for walk_digest's entries to follow."""
+    return hashlib.sha256(repr((opts.include_patterns, opts.exclude_patterns, opts.follow_paths)).encode())
 
 
 def _sum_entries(summed: Any, entries: Iterable[Entry]) -> None:
@@ -172,8 +177,7 @@ async def _send_listing(root: Path, opts: WalkOptions, stream: PacketStream,
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[list[fpb.Packet] | bpb.PacketBatch | BaseException | None] = asyncio.Queue()
     files: dict[int, str] = {}
-    summed = hashlib.sha256(repr((opts.include_patterns, opts.exclude_patterns, opts.follow_paths)).encode()) \
-        if stream.batched else None
+    summed = _walk_hash(opts) if stream.batched else None
     entries: Iterable[Entry] | None = None
     if known_walk and summed is not None:
         entries = await asyncio.to_thread(lambda: list(walk(root, opts)))

@@ -145,12 +145,13 @@ class RegistryClient:
             await client.aclose()
         self._clients.clear()
 
-    def prepare_tls(self) -> None:
-        """Make the TLS context of registries verified against the system's CAs now (a daemon's
-        start) rather than in its first build: parsing the CA bundle is ~25 ms of the
-        interpreter lock, paid for every client, also one that speaks plain HTTP."""
+    def prepare_tls(self) -> ssl.SSLContext:
+        """The TLS context of registries verified against the system's CAs, made once: at a
+        daemon's start rather than in its first build, since parsing the CA bundle is ~25 ms of
+        the interpreter lock, paid for every client, also one that speaks plain HTTP."""
         if self._system_tls is None:
             self._system_tls = httpx.create_ssl_context()  # what httpx makes for verify=True
+        return self._system_tls
 
     def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         key = (endpoint.verify, endpoint.cert)
@@ -158,8 +159,7 @@ class RegistryClient:
         if client is None:
             verify: bool | str | ssl.SSLContext = endpoint.verify
             if verify is True and endpoint.cert is None:  # httpx loads client certificates into it
-                self.prepare_tls()
-                verify = self._system_tls or True
+                verify = self.prepare_tls()
             client = httpx.AsyncClient(verify=verify, cert=endpoint.cert, follow_redirects=True,
                                        timeout=httpx.Timeout(60, connect=10),
                                        limits=httpx.Limits(max_connections=32),

@@ -29,10 +29,15 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> None:
+def _checksummed(tmp_path: Path) -> tuple[Path, ChecksumCache, str]:
+    """A tree, a cache that has checksummed it, and that checksum."""
     root = _tree(tmp_path / "t")
     cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    return root, cache, cache.checksum(root, "/")
+
+
+def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> None:
+    root, cache, before = _checksummed(tmp_path)
     cache.fresh()
     cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     assert cache.checksum(root, "/") == before
@@ -40,9 +45,7 @@ def test_a_linked_file_is_not_hashed_again_after_relinked(tmp_path: Path) -> Non
 
 
 def test_relinked_under_covers_every_file_of_a_tree(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     cache.fresh()
     os.link(root / "d" / "f", tmp_path / "elsewhere")
     cache.relinked_under(root)
@@ -51,9 +54,7 @@ def test_relinked_under_covers_every_file_of_a_tree(tmp_path: Path) -> None:
 
 
 def test_a_rewritten_file_keeps_no_digest(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     (root / "d" / "f").write_bytes(b"another")
     cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     assert cache.checksum(root, "/") != before
@@ -70,9 +71,7 @@ def test_learned_digests_spare_the_reads(tmp_path: Path) -> None:
 
 
 def test_a_link_made_from_another_path_carries_the_digest_too(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     cache.fresh()
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -82,9 +81,7 @@ def test_a_link_made_from_another_path_carries_the_digest_too(tmp_path: Path) ->
 
 
 def test_carried_digests_are_handed_over_once_for_persisting(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    cache.checksum(root, "/")
+    root, cache, _ = _checksummed(tmp_path)
     cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     cache.checksum(root, "/")
     assert cache.carried_over() == {_key(root / "d" / "f"): hashlib.sha256(b"content").hexdigest()}
@@ -92,9 +89,7 @@ def test_carried_digests_are_handed_over_once_for_persisting(tmp_path: Path) -> 
 
 
 def test_links_never_looked_up_again_carry_in_the_next_process(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     cache.relinked(_link(root / "d" / "f", tmp_path / "layer-f"))
     memo = {**cache.fresh(), **cache.carried_over()}
     assert cache.carried_over() == {}  # nothing looked at: the claim is pending
@@ -104,18 +99,14 @@ def test_links_never_looked_up_again_carry_in_the_next_process(tmp_path: Path) -
 
 
 def test_a_linked_inode_rewritten_before_its_lookup_is_hashed_again(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     (root / "d" / "f").write_bytes(b"another")  # the same size; a new mtime
     assert cache.checksum(root, "/") != before
 
 
 def test_a_claim_does_not_carry_to_an_inode_rewritten_with_its_old_size_and_time(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     cache.relinked(_link(root / "d" / "f", tmp_path / "elsewhere"))
     old = os.lstat(root / "d" / "f")
     (root / "d" / "f").write_bytes(b"CONTENT")
@@ -124,9 +115,7 @@ def test_a_claim_does_not_carry_to_an_inode_rewritten_with_its_old_size_and_time
 
 
 def test_a_file_linked_twice_before_its_lookup_still_carries(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "t")
-    cache = ChecksumCache()
-    before = cache.checksum(root, "/")
+    root, cache, before = _checksummed(tmp_path)
     cache.fresh()
     snapshot = tmp_path / "snapshot"
     snapshot.mkdir()
