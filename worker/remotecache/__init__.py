@@ -69,6 +69,8 @@ async def open_imports(worker, specs: Sequence[CacheImport], job: Job) -> list[C
 async def export_caches(worker, specs: Sequence[CacheExport], solved: Sequence[SolveResult],
                         graphs: Sequence[Graph], job: Job) -> dict[str, str]:
     """Write every non-inline cache export (inline ones ride along with the image exporter)."""
+    if all(spec.type == "inline" for spec in specs):
+        return {}  # most builds: nothing of the exporters' to import
     from pybuildkit.worker.remotecache import common, local, mounts, registry
 
     response: dict[str, str] = {}
