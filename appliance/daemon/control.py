@@ -6,7 +6,7 @@ import datetime
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -41,14 +41,14 @@ async def _remove_build_copies(job: BuildJob) -> None:
 
 class ControlService:
     def __init__(self, builder: Builder, jobs: Jobs, *, sessions: Any = None, worker_id: str = "",
-                 platforms: Callable[[], Sequence[str]] | None = None, gc_policies: Sequence[Policy] = (),
+                 platforms: Callable[[], Awaitable[Sequence[str]]] | None = None, gc_policies: Sequence[Policy] = (),
                  after_build: Callable[[], None] | None = None) -> None:
         self.builder = builder
         self.jobs = jobs
         self.sessions = sessions
         self.usage = Usage(builder.worker)
         self.worker_id = worker_id
-        self._platforms = platforms or (lambda: [str(builder.worker.platform)])
+        self._platforms = platforms or self._own_platform
         self.gc_policies = list(gc_policies)
         self._after_build = after_build
 
@@ -207,7 +207,10 @@ class ControlService:
 
     # -- about the worker ---------------------------------------------------------------------
 
-    def worker_record(self) -> wpb.WorkerRecord:
+    async def _own_platform(self) -> Sequence[str]:
+        return [str(self.builder.worker.platform)]
+
+    async def worker_record(self) -> wpb.WorkerRecord:
         worker = self.builder.worker
         record = wpb.WorkerRecord(ID=self.worker_id, BuildkitVersion=VERSION, Labels={
             "org.mobyproject.buildkit.worker.executor": "oci",
@@ -217,7 +220,7 @@ class ControlService:
             "org.mobyproject.buildkit.worker.selinux.enabled": "false",
             "org.mobyproject.buildkit.worker.snapshotter": str(worker.snapshots.driver),
         })
-        for text in self._platforms():
+        for text in await self._platforms():
             p = parse_platform(text)
             record.platforms.append(pb.Platform(Architecture=p.architecture, OS=p.os, Variant=p.variant or ""))
         for policy in self.gc_policies:
@@ -229,7 +232,7 @@ class ControlService:
 
     async def ListWorkers(self, request: cpb.ListWorkersRequest,
                           context: grpc.aio.ServicerContext) -> cpb.ListWorkersResponse:
-        return cpb.ListWorkersResponse(record=[self.worker_record()])
+        return cpb.ListWorkersResponse(record=[await self.worker_record()])
 
     async def Info(self, request: cpb.InfoRequest, context: grpc.aio.ServicerContext) -> cpb.InfoResponse:
         return cpb.InfoResponse(buildkitVersion=VERSION)

@@ -69,7 +69,7 @@ class GatewayService:
 
     async def Ping(self, request: gpb.PingRequest, context: grpc.aio.ServicerContext) -> gpb.PongResponse:
         caps = [gpb.APICap(ID=c, Enabled=True) for c in FRONTEND_CAPS]
-        return gpb.PongResponse(FrontendAPICaps=caps, Workers=[self._worker_record()])
+        return gpb.PongResponse(FrontendAPICaps=caps, Workers=[await self._worker_record()])
 
     async def Solve(self, request: gpb.SolveRequest, context: grpc.aio.ServicerContext) -> gpb.SolveResponse:
         job = await self._job(context)

@@ -22,6 +22,7 @@ from pybuildkit.solver.errors import BuildError
 
 if TYPE_CHECKING:
     from pybuildkit.appliance.daemon.jobs import BuildJob, Jobs
+    from pybuildkit.appliance.daemon.platforms import WorkerPlatforms
 
 PROG = "pybuildkitd"
 log = logging.getLogger(PROG)
@@ -83,37 +84,6 @@ def _inherited_listeners(args: argparse.Namespace) -> list[tuple[str, object]]:
     return []
 
 
-def _platform_probe(root: Path) -> list[str]:
-    """The proven platforms, remembered per boot and per set of binfmt handlers (running the
-    probe programs costs a few hundred milliseconds under emulation)."""
-    import hashlib
-    import json
-
-    from pybuildkit.binfmt.emulator import BINFMT_MISC
-    from pybuildkit.binfmt.probe import supported_platforms
-
-    key = hashlib.sha256()
-    try:
-        key.update(Path("/proc/sys/kernel/random/boot_id").read_bytes())
-        for entry in sorted(BINFMT_MISC.iterdir()):
-            key.update(entry.name.encode() + entry.read_bytes())
-    except OSError:
-        pass
-    key.update(shutil.which("qemu-aarch64-static", path="/usr/bin") and b"qemu" or b"")
-    cache = root / "platforms.json"
-    try:
-        saved = json.loads(cache.read_text())
-        if saved.get("key") == key.hexdigest():
-            return list(saved["platforms"])
-    except (OSError, ValueError, KeyError):
-        pass
-    platforms = list(supported_platforms())
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key.hexdigest(), "platforms": platforms}))
-    os.replace(tmp, cache)
-    return platforms
-
-
 def _private_binfmt(args: argparse.Namespace) -> None:
     """In the rootless namespace: our own binfmt_misc instance, no root step needed."""
     if not args.rootless_child:
@@ -144,15 +114,18 @@ def _notifier():
     return Notifier.from_env()
 
 
-async def _say_step_network(jobs: Jobs, stop: asyncio.Event) -> None:
-    """The log's note on the steps' network, once the daemon has been idle a moment (or as it
-    stops): pyroute2 takes ~0.2 s of the interpreter lock to load and ask, which the first
-    build of a daemon (a socket-activated one starts it the moment it is ready) would pay."""
+async def _when_idle(jobs: Jobs, stop: asyncio.Event, platforms: WorkerPlatforms) -> None:
+    """What a long-running daemon does once it has been idle a moment (or as it stops), not in
+    the first build (a socket-activated daemon starts it the moment it serves): the platform
+    probe, unless a request needed it sooner, then the note on the steps' network (pyroute2
+    takes ~0.2 s of the interpreter lock to load and ask)."""
     while not stop.is_set() and (idle := jobs.idle_for()) < NOTE_DELAY:
         try:
             await asyncio.wait_for(stop.wait(), NOTE_DELAY - idle)
         except asyncio.TimeoutError:
             pass
+    if not stop.is_set():  # a stopping daemon has no use for it
+        await platforms.get()
     from pybuildkit.worker.executor.netinfo import step_network
 
     network = await asyncio.to_thread(step_network)
@@ -200,6 +173,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     from pybuildkit.appliance.daemon.control import ControlService
     from pybuildkit.appliance.daemon.gateway import GatewayService
     from pybuildkit.appliance.daemon.jobs import Jobs
+    from pybuildkit.appliance.daemon.platforms import WorkerPlatforms
     from pybuildkit.appliance.daemon.usage import configured_policies, default_policies
 
     _wait_for_children_on_pidfds()
@@ -223,8 +197,8 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         # the fork server starts meanwhile
         builder, _, _ = await asyncio.gather(building, preloading, asyncio.to_thread(warm_up))
     worker = builder.worker
-    platforms, _ = await asyncio.gather(asyncio.to_thread(_platform_probe, config.root),
-                                        asyncio.to_thread(worker.registry.prepare_tls))
+    tls = asyncio.ensure_future(asyncio.to_thread(worker.registry.prepare_tls))  # beside the first build
+    platforms = WorkerPlatforms(config.root, known=lambda found: log.info("platforms %s", ", ".join(found)))
     jobs = Jobs()
     sessions = None
     try:
@@ -252,7 +226,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             asyncio.ensure_future(run_gc())
 
     control = ControlService(builder, jobs, sessions=sessions, worker_id=_worker_id(config.root),
-                             platforms=lambda: platforms, gc_policies=policies, after_build=after_build)
+                             platforms=platforms.get, gc_policies=policies, after_build=after_build)
 
     async def run_gc() -> None:
         gc_state["pending"] = False
@@ -300,11 +274,11 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             ready.write("serving\n")
     runtime = await asyncio.to_thread(lambda: worker.executor.info)
     summary = (f"serving {', '.join(b.address for b in bindings)}; runtime {runtime.name} {runtime.version}; "
-               f"snapshotter {worker.snapshots.driver}; platforms {', '.join(platforms)}")
+               f"snapshotter {worker.snapshots.driver}")
     log.info("%s", summary)
     watchdog = None
     if notifier is not None:
-        notifier.ready(f"ready: {runtime.name}, {worker.snapshots.driver}, {len(platforms)} platforms")
+        notifier.ready(f"ready: {runtime.name}, {worker.snapshots.driver}")
         watchdog = asyncio.ensure_future(notifier.watchdog_loop())
 
     async def gc_timer() -> None:
@@ -313,12 +287,12 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             await run_gc()
 
     timer = asyncio.ensure_future(gc_timer())
-    network_note = None if args.one_client else asyncio.ensure_future(_say_step_network(jobs, stop))
+    idle_work = None if args.one_client else asyncio.ensure_future(_when_idle(jobs, stop, platforms))
     await stop.wait()
     log.info("stopping: cancelling %d running builds", len(jobs.active()))
     if notifier is not None:
         notifier.stopping()
-    for task in (timer, watchdog):
+    for task in (timer, watchdog, tls):
         if task is not None:
             task.cancel()
     for binding in bindings:
@@ -327,9 +301,9 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     running = jobs.active()
     await server.stop(grace=2.0)
     await _builds_cleaned_up(running)
-    if network_note is not None:  # if it was not said yet, it is said as the daemon stops
+    if idle_work is not None:  # if the network note was not said yet, it is said as the daemon stops
         try:
-            await asyncio.wait_for(network_note, NOTE_DELAY)
+            await asyncio.wait_for(idle_work, NOTE_DELAY)
         except (asyncio.TimeoutError, Exception):
             log.debug("no network note", exc_info=True)
     await worker.aclose()

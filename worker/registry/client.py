@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -139,6 +140,7 @@ class RegistryClient:
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self._pushed: dict[tuple[str, str], str] = {}  # (host, digest) -> a repository that has it
         self._system_tls: ssl.SSLContext | None = None  # see prepare_tls
+        self._system_tls_lock = threading.Lock()
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -146,12 +148,14 @@ class RegistryClient:
         self._clients.clear()
 
     def prepare_tls(self) -> ssl.SSLContext:
-        """The TLS context of registries verified against the system's CAs, made once: at a
-        daemon's start rather than in its first build, since parsing the CA bundle is ~25 ms of
-        the interpreter lock, paid for every client, also one that speaks plain HTTP."""
-        if self._system_tls is None:
-            self._system_tls = httpx.create_ssl_context()  # what httpx makes for verify=True
-        return self._system_tls
+        """The TLS context of registries verified against the system's CAs, made once: in a
+        thread from the daemon's start, beside its first build (parsing the CA bundle is ~25 ms,
+        mostly outside the interpreter lock), since every client needs it, also one that speaks
+        plain HTTP (a redirect may lead to HTTPS). A build that comes sooner waits for it here."""
+        with self._system_tls_lock:
+            if self._system_tls is None:
+                self._system_tls = httpx.create_ssl_context()  # what httpx makes for verify=True
+            return self._system_tls
 
     def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         key = (endpoint.verify, endpoint.cert)

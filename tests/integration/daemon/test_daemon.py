@@ -21,6 +21,15 @@ def test_debug_workers_lists_the_native_platform(ctl) -> None:
     assert "GC policy 1: all=false filters=['type==source.local'" in out
 
 
+def test_the_platforms_are_probed_when_first_asked_not_before_serving(daemon: Daemon, ctl) -> None:
+    # a daemonless build never asks: its daemon serves without the probe's ~0.1 s
+    assert not (daemon.root / "platforms.json").exists()
+    out = ctl("debug", "workers").stdout.decode()
+    assert "linux/amd64" in out.splitlines()[1]
+    assert (daemon.root / "platforms.json").exists()
+    assert "platforms linux/amd64" in daemon.log()
+
+
 def test_configured_gc_policies_replace_buildkits_defaults(builder_config: Path, tmp_path: Path) -> None:
     config = tmp_path / "pybuildkitd.toml"
     config.write_text(builder_config.read_text() + '\n[[worker.oci.gcpolicy]]\nall = true\nkeepDuration = "2h"\n'
