@@ -22,7 +22,6 @@ from pybuildkit.solver.errors import BuildError
 
 if TYPE_CHECKING:
     from pybuildkit.appliance.daemon.jobs import BuildJob, Jobs
-    from pybuildkit.appliance.daemon.platforms import WorkerPlatforms
 
 PROG = "pybuildkitd"
 log = logging.getLogger(PROG)
@@ -114,18 +113,15 @@ def _notifier():
     return Notifier.from_env()
 
 
-async def _when_idle(jobs: Jobs, stop: asyncio.Event, platforms: WorkerPlatforms) -> None:
-    """What a long-running daemon does once it has been idle a moment (or as it stops), not in
-    the first build (a socket-activated daemon starts it the moment it serves): the platform
-    probe, unless a request needed it sooner, then the note on the steps' network (pyroute2
-    takes ~0.2 s of the interpreter lock to load and ask)."""
+async def _say_step_network(jobs: Jobs, stop: asyncio.Event) -> None:
+    """The log's note on the steps' network, once the daemon has been idle a moment (or as it
+    stops): pyroute2 takes ~0.2 s of the interpreter lock to load and ask, which the first
+    build of a daemon (a socket-activated one starts it the moment it is ready) would pay."""
     while not stop.is_set() and (idle := jobs.idle_for()) < NOTE_DELAY:
         try:
             await asyncio.wait_for(stop.wait(), NOTE_DELAY - idle)
         except asyncio.TimeoutError:
             pass
-    if not stop.is_set():  # a stopping daemon has no use for it
-        await platforms.get()
     from pybuildkit.worker.executor.netinfo import step_network
 
     network = await asyncio.to_thread(step_network)
@@ -199,6 +195,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     worker = builder.worker
     tls = asyncio.ensure_future(asyncio.to_thread(worker.registry.prepare_tls))  # beside the first build
     platforms = WorkerPlatforms(config.root, known=lambda found: log.info("platforms %s", ", ".join(found)))
+    platforms.start()  # a client's ListWorkers, the first thing it sends, waits for it
     jobs = Jobs()
     sessions = None
     try:
@@ -287,7 +284,7 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
             await run_gc()
 
     timer = asyncio.ensure_future(gc_timer())
-    idle_work = None if args.one_client else asyncio.ensure_future(_when_idle(jobs, stop, platforms))
+    network_note = None if args.one_client else asyncio.ensure_future(_say_step_network(jobs, stop))
     await stop.wait()
     log.info("stopping: cancelling %d running builds", len(jobs.active()))
     if notifier is not None:
@@ -301,9 +298,9 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
     running = jobs.active()
     await server.stop(grace=2.0)
     await _builds_cleaned_up(running)
-    if idle_work is not None:  # if the network note was not said yet, it is said as the daemon stops
+    if network_note is not None:  # if it was not said yet, it is said as the daemon stops
         try:
-            await asyncio.wait_for(idle_work, NOTE_DELAY)
+            await asyncio.wait_for(network_note, NOTE_DELAY)
         except (asyncio.TimeoutError, Exception):
             log.debug("no network note", exc_info=True)
     await worker.aclose()
