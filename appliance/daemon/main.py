@@ -180,8 +180,14 @@ async def serve(config: Config, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     inherited = _inherited_listeners(args)
     notifier = _notifier()  # before any child starts: it takes NOTIFY_SOCKET out of the environment
-    await asyncio.to_thread(_private_binfmt, args)
     cgroup_parent = await _delegated_cgroup(args)
+    if cgroup_parent is None:  # before any thread: unshare(CLONE_NEWNS) needs a single-threaded process
+        from pybuildkit.worker.executor.cgroupview import hide_unified_hierarchy
+
+        hidden = hide_unified_hierarchy()
+        if hidden:
+            log.info("%s", hidden)
+    await asyncio.to_thread(_private_binfmt, args)
     building = asyncio.to_thread(make_builder, config, log=lambda m: log.info("%s", m), cgroup_parent=cgroup_parent,
                                  isolate_frontend=not args.one_client)
     preloading = asyncio.to_thread(_preload)

@@ -12,12 +12,15 @@ from pybuildkit.worker.process import run
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
 
 MS_RDONLY = 1
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
+MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+CLONE_NEWNS = 0x00020000
 _MAX_OPTIONS = 3800  # the kernel copies at most one page of mount data
 
 
@@ -51,6 +54,14 @@ def bind(source: Path, target: Path, *, readonly: bool = False, recursive: bool 
     mount(str(source), target, None, MS_BIND | (MS_REC if recursive else 0))
     if readonly:
         mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
+
+
+def private_mount_namespace() -> None:
+    """Move this process into a mount namespace of its own, a copy of the current one whose
+    mounts propagate nowhere. The kernel allows it only while the process has one thread."""
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        raise MountError(f"unshare(CLONE_NEWNS): {os.strerror(ctypes.get_errno())}")
+    mount("none", Path("/"), None, MS_REC | MS_PRIVATE)
 
 
 def umount(target: Path, *, lazy: bool = False) -> None:

@@ -27,6 +27,19 @@ def test_the_probed_platforms_are_logged_and_remembered_in_the_root(daemon: Daem
     assert json.loads((daemon.root / "platforms.json").read_text())["platforms"][0] == "linux/amd64"
 
 
+def test_on_a_hybrid_cgroup_host_the_daemon_hides_the_unified_mount_in_its_own_namespace(daemon: Daemon) -> None:
+    """crun then runs as a plain exec for every step, not under a namespace made per call."""
+    from pybuildkit.worker.executor.runtime import UNIFIED_MOUNT, CgroupLayout, cgroup_layout
+
+    log = daemon.log()
+    if cgroup_layout() == CgroupLayout.HYBRID:
+        assert f"{UNIFIED_MOUNT} hidden in the daemon's own mount namespace" in log
+        assert "crun runs in a private mount namespace" not in log
+        assert cgroup_layout() == CgroupLayout.HYBRID  # the host's mounts are as they were
+    else:
+        assert "hidden in the daemon's own mount namespace" not in log
+
+
 def test_configured_gc_policies_replace_buildkits_defaults(builder_config: Path, tmp_path: Path) -> None:
     config = tmp_path / "pybuildkitd.toml"
     config.write_text(builder_config.read_text() + '\n[[worker.oci.gcpolicy]]\nall = true\nkeepDuration = "2h"\n'
