@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import gc
 import os
@@ -13,8 +12,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pybuildkit.solver.errors import BuildError
+
+if TYPE_CHECKING:
+    from pybuildkit.appliance.client.daemon_process import DaemonProcess
 
 PROG = "pybuildctl"
 
@@ -229,6 +232,8 @@ async def _connected(args: argparse.Namespace, address: str):
 
 
 async def _remote_build(args: argparse.Namespace, address: str) -> int:
+    import asyncio
+
     # ListWorkers goes out first, as buildctl's; the build's own set-up (imports, flags, the
     # session's services) is done while it travels instead of after its answer
     connecting = asyncio.ensure_future(_connected(args, address))
@@ -306,6 +311,8 @@ def _collect_from_now_on() -> None:
 async def _let_go() -> None:
     """Two turns of the loop: a grpc.aio call started just before is then in grpc's core, which
     sends it and takes the answer in its own threads while this thread goes on."""
+    import asyncio
+
     await asyncio.sleep(0)
     await asyncio.sleep(0)
 
@@ -423,18 +430,27 @@ async def _debug(args: argparse.Namespace, address: str) -> int:
 COMMANDS = {"build": _remote_build, "b": _remote_build, "du": _du, "prune": _prune, "debug": _debug}
 
 
-async def _run(args: argparse.Namespace) -> int:
-    command = COMMANDS[args.command]
-    if command is _remote_build:  # flag mistakes fail before a daemon is dialled or started
+def _start_private_daemon(args: argparse.Namespace) -> DaemonProcess | None:
+    """Flag mistakes fail before a daemon is dialled or started; a --daemonless daemon starts
+    before this process imports asyncio, grpc and the rest, so its start overlaps them."""
+    if COMMANDS[args.command] is _remote_build:
         from pybuildkit.appliance.cli.checks import check_build_flags
 
         check_build_flags(args, parse_outputs(args.output), stdout_is_tty=sys.stdout.isatty())
     if not args.daemonless:
+        return None
+    from pybuildkit.appliance.client.daemon_process import start_daemon_process
+
+    return start_daemon_process(root=args.root, config=args.config, debug=args.debug)
+
+
+async def _run(args: argparse.Namespace, started: DaemonProcess | None) -> int:
+    command = COMMANDS[args.command]
+    if started is None:
         return await command(args, args.addr)
     from pybuildkit.appliance.client.ephemeral import ephemeral_daemon
 
-    async with ephemeral_daemon(root=args.root, config=args.config, debug=args.debug,
-                                meanwhile=_import_client) as address:
+    async with ephemeral_daemon(started, root=args.root, meanwhile=_import_client) as address:
         return await command(args, address)
 
 
@@ -462,8 +478,15 @@ def _print_error(exc: BuildError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        started = _start_private_daemon(args)
+    except BuildError as exc:
+        _print_error(exc)
+        return 1
+    import asyncio  # only now: see _start_private_daemon
+
     loop = asyncio.new_event_loop()
-    task = loop.create_task(_run(args))
+    task = loop.create_task(_run(args, started))
     loop.add_signal_handler(signal.SIGINT, task.cancel)
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
