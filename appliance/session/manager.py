@@ -29,8 +29,8 @@ HEALTH_INTERVAL = 10.0
 HEALTH_TIMEOUT = 30.0
 #: the ClientID BuildKit's daemon sends with FetchToken
 TOKEN_CLIENT_ID = "buildkit-client"
-#: a FileSend BytesMessage: large enough that a 300 MB tarball is a few hundred hand-offs from the
-#: exporter's thread, well under the 4 MiB a Go gRPC server accepts
+#: a FileSend BytesMessage holds this up to twice this: large enough that a 300 MB tarball is a
+#: few hundred hand-offs from the exporter's thread, under the 4 MiB a Go gRPC server accepts
 FILE_SEND_CHUNK = 1 << 20
 
 
@@ -252,9 +252,41 @@ class Session:
         await self.channel.close()
 
 
+class MessageGatherer:
+    """An exporter's writes as FileSend messages of FILE_SEND_CHUNK up to twice that: small
+    writes wait and are joined; a write of a chunk or more while nothing waits leaves as it is,
+    so the blob copies of an image export (a chunk a write) are never copied here."""
+
+    def __init__(self, chunk: int = FILE_SEND_CHUNK) -> None:
+        self.chunk = chunk
+        self._pending = bytearray()
+
+    def add(self, data: bytes | memoryview) -> list[bytes]:
+        """The messages ready to send after `data`."""
+        if self._pending or len(data) < self.chunk:
+            self._pending += data
+            if len(self._pending) < self.chunk:
+                return []
+            data = bytes(self._pending)
+            self._pending.clear()
+        view = memoryview(data)
+        messages = []
+        while len(view) >= 2 * self.chunk:
+            messages.append(bytes(view[:self.chunk]))
+            view = view[self.chunk:]
+        messages.append(data if isinstance(data, bytes) and len(view) == len(data) else bytes(view))
+        return messages
+
+    def rest(self) -> bytes:
+        """What still waits, for the last message."""
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+
 class FileSendWriter:
-    """A file object for exporters running in a thread: writes become BytesMessages of
-    FILE_SEND_CHUNK, the last one sent by finish()."""
+    """A file object for exporters running in a thread: writes become BytesMessages gathered
+    by MessageGatherer, the last one sent by finish()."""
 
     def __init__(self, session: Session, exporter_id: int, exporter_metadata: Mapping[str, str]) -> None:
         self._session = session
@@ -264,14 +296,11 @@ class FileSendWriter:
             svc.FILESEND_DIFFCOPY, request_serializer=spb.BytesMessage.SerializeToString,
             response_deserializer=spb.BytesMessage.FromString)(metadata=metadata)
         self.written = 0
-        self._pending = bytearray()  # writes are gathered into FILE_SEND_CHUNK messages
+        self._gather = MessageGatherer()
 
     def write(self, data: bytes | memoryview) -> int:
         size = len(memoryview(data))
-        self._pending += data
-        while len(self._pending) >= FILE_SEND_CHUNK:
-            chunk = bytes(self._pending[:FILE_SEND_CHUNK])
-            del self._pending[:FILE_SEND_CHUNK]
+        for chunk in self._gather.add(data):
             asyncio.run_coroutine_threadsafe(self._call.write(spb.BytesMessage(data=chunk)), self._session.loop).result()
         self.written += size
         return size
@@ -285,9 +314,8 @@ class FileSendWriter:
 
     async def finish(self) -> None:
         try:
-            if self._pending:
-                await self._call.write(spb.BytesMessage(data=bytes(self._pending)))
-                self._pending.clear()
+            if rest := self._gather.rest():
+                await self._call.write(spb.BytesMessage(data=rest))
             await self._call.done_writing()
             code = await asyncio.wait_for(self._call.code(), 60)
             if code != grpc.StatusCode.OK:

@@ -17,14 +17,33 @@ from typing import BinaryIO
 from pybuildkit.worker.content.store import ContentStore, Descriptor
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-#: what a streamed tarball writes and copies at once (tarfile's defaults, 10 and 16 KiB, make a
-#: 300 MB export tens of thousands of Python-level writes)
+#: what a tarball copies from a file at once (tarfile's default, 16 KiB, makes a 300 MB export
+#: tens of thousands of Python-level writes)
 TAR_BUFFER = 1 << 20
 
 
+class _Position:
+    """`out` with the tell() tarfile's plain "w" mode asks for once, at its start: a pipe or the
+    session's writer has none, and the stream mode ("w|") that needs none joins and slices its
+    buffer as immutable bytes, ~0.2 s of copying in a 160 MB export. The bytes written are the
+    same in both modes."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+
 def stream_tar(out: BinaryIO) -> tarfile.TarFile:
-    """A PAX tarball written to `out` as a stream, TAR_BUFFER at a time."""
-    tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=TAR_BUFFER)
+    """A PAX tarball written to `out` in order, never seeking, file contents TAR_BUFFER at a time."""
+    tar = tarfile.open(fileobj=_Position(out), mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
     tar.copybufsize = TAR_BUFFER  # type: ignore[attr-defined]  # a TarFile attribute typeshed lacks
     return tar
 
